@@ -1,0 +1,236 @@
+# -*- coding: utf-8 -*-
+# Copyright: iaas.kvm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one seam between the modules and libvirtd.
+
+Every module opens its connection through :func:`connect` (tests replace this
+one function, or point ``uri`` at ``test:///default``), maps libvirt errors to
+one sentence with :func:`error_message`, and asks "who uses this?" through the
+helpers at the bottom, which parse domain XML with lxml.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+import re
+import traceback
+
+from ansible.module_utils.basic import missing_required_lib
+
+LIBVIRT_IMPORT_ERROR = None
+LXML_IMPORT_ERROR = None
+try:
+    import libvirt
+except ImportError:
+    libvirt = None
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+
+try:
+    from lxml import etree
+except ImportError:
+    etree = None
+    LXML_IMPORT_ERROR = traceback.format_exc()
+
+
+DEFAULT_URI = "qemu:///system"
+
+# Merged into every module's argument_spec.
+URI_ARGUMENT_SPEC = dict(uri=dict(type="str", default=DEFAULT_URI))
+
+
+class LibvirtModuleError(Exception):
+    """An error whose message is already a sentence for the user."""
+
+
+def check_libraries(module, need_lxml=True):
+    """Fail the module with ansible's standard message when a library is missing."""
+    if libvirt is None:
+        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
+    if need_lxml and etree is None:
+        module.fail_json(msg=missing_required_lib("lxml"), exception=LXML_IMPORT_ERROR)
+
+
+def _silence_default_error_handler():
+    # libvirt prints every error to stderr by default; modules report them instead.
+    with contextlib.suppress(AttributeError):
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+def connect(uri=DEFAULT_URI):
+    """Open a read-write connection to ``uri`` or raise LibvirtModuleError."""
+    _silence_default_error_handler()
+    try:
+        return libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        raise LibvirtModuleError("Cannot connect to the hypervisor at %s: %s" % (uri, error_message(exc))) from exc
+
+
+def error_message(exc):
+    """Return libvirt's message for ``exc`` as one sentence."""
+    msg = None
+    if libvirt is not None and isinstance(exc, libvirt.libvirtError):
+        msg = exc.get_error_message()
+    if not msg:
+        msg = str(exc)
+    msg = " ".join(str(msg).split())
+    if msg and msg[-1] not in ".!?":
+        msg += "."
+    return msg
+
+
+def error_code(exc):
+    if libvirt is not None and isinstance(exc, libvirt.libvirtError):
+        return exc.get_error_code()
+    return None
+
+
+def is_not_found(exc):
+    """True when ``exc`` says the object does not exist."""
+    code = error_code(exc)
+    return code in (
+        getattr(libvirt, "VIR_ERR_NO_DOMAIN", -1),
+        getattr(libvirt, "VIR_ERR_NO_NETWORK", -1),
+        getattr(libvirt, "VIR_ERR_NO_STORAGE_POOL", -1),
+        getattr(libvirt, "VIR_ERR_NO_STORAGE_VOL", -1),
+        getattr(libvirt, "VIR_ERR_NO_NODE_DEVICE", -1),
+    )
+
+
+def lookup(lookup_function, name):
+    """Call ``lookup_function(name)``; return None when the object does not exist."""
+    try:
+        return lookup_function(name)
+    except libvirt.libvirtError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+
+
+def parse_xml(text):
+    """Parse XML text from libvirt (or a user) into an lxml element."""
+    parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
+    if isinstance(text, str):
+        text = text.encode("utf-8")
+    return etree.fromstring(text, parser)
+
+
+def to_xml(element):
+    """Serialise an lxml element as indented text."""
+    return etree.tostring(element, pretty_print=True, encoding="unicode")
+
+
+# ---------------------------------------------------------------------------
+# Who uses what: answers that the storage, network, GPU and VM modules share.
+# ---------------------------------------------------------------------------
+
+
+def all_domains(conn):
+    """Every domain, defined or transient."""
+    return conn.listAllDomains(0)
+
+
+def domain_is_running(dom):
+    """True when the domain has a QEMU process (running, paused, ...)."""
+    return dom.isActive() == 1
+
+
+def _domain_tree(dom, inactive=False):
+    flags = libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
+    return parse_xml(dom.XMLDesc(flags))
+
+
+def _domain_trees(dom):
+    """The live and the persistent definitions (either may be missing)."""
+    trees = []
+    if dom.isActive():
+        trees.append(_domain_tree(dom))
+    if dom.isPersistent():
+        trees.append(_domain_tree(dom, inactive=True))
+    return trees
+
+
+def domain_disk_sources(tree):
+    """Return (path, pool, volume) tuples for every disk of a domain tree."""
+    result = []
+    for source in tree.findall("./devices/disk/source"):
+        result.append((source.get("file") or source.get("dev"), source.get("pool"), source.get("volume")))
+    return result
+
+
+def domains_using_volume(conn, path, pool=None, volume=None, running_only=False):
+    """Names of the domains whose disks point at ``path`` (or pool/volume)."""
+    users = []
+    for dom in all_domains(conn):
+        if running_only and not domain_is_running(dom):
+            continue
+        for tree in _domain_trees(dom):
+            hit = False
+            for src_path, src_pool, src_volume in domain_disk_sources(tree):
+                if (path and src_path == path) or (pool and volume and src_pool == pool and src_volume == volume):
+                    hit = True
+            if hit:
+                users.append(dom.name())
+                break
+    return sorted(set(users))
+
+
+def domains_using_network(conn, network, running_only=True):
+    """Names of the domains with an interface on libvirt network ``network``."""
+    users = []
+    for dom in all_domains(conn):
+        if running_only and not domain_is_running(dom):
+            continue
+        trees = [_domain_tree(dom)] if running_only else _domain_trees(dom)
+        for tree in trees:
+            names = [s.get("network") for s in tree.findall("./devices/interface/source")]
+            if network in names:
+                users.append(dom.name())
+                break
+    return sorted(set(users))
+
+
+def domains_using_pci(conn, address, running_only=True):
+    """Names of the domains with a PCI hostdev at ``address`` (``dddd:bb:ss.f``)."""
+    wanted = normalise_pci_address(address)
+    users = []
+    for dom in all_domains(conn):
+        if running_only and not domain_is_running(dom):
+            continue
+        trees = [_domain_tree(dom)] if running_only else _domain_trees(dom)
+        for tree in trees:
+            for addr in tree.findall("./devices/hostdev[@type='pci']/source/address"):
+                try:
+                    found = "%04x:%02x:%02x.%x" % (
+                        int(addr.get("domain", "0"), 0),
+                        int(addr.get("bus"), 0),
+                        int(addr.get("slot"), 0),
+                        int(addr.get("function", "0"), 0),
+                    )
+                except (TypeError, ValueError):
+                    continue
+                if found == wanted:
+                    users.append(dom.name())
+    return sorted(set(users))
+
+
+_PCI_RE = re.compile(
+    r"^(?:(?P<domain>[0-9a-f]{1,4}):)?(?P<bus>[0-9a-f]{1,2}):(?P<slot>[0-9a-f]{1,2})\.(?P<function>[0-7])$"
+)
+
+
+def normalise_pci_address(address):
+    """``0000:01:00.0`` form of a PCI address given as ``01:00.0`` or ``0000:01:00.0``.
+
+    Raises ValueError with a sentence when ``address`` is not a PCI address.
+    """
+    match = _PCI_RE.match(str(address).strip().lower())
+    if not match or int(match.group("slot"), 16) > 0x1F:
+        raise ValueError("%r is not a PCI address such as 0000:01:00.0." % (address,))
+    return "%04x:%02x:%02x.%x" % (
+        int(match.group("domain") or "0", 16),
+        int(match.group("bus"), 16),
+        int(match.group("slot"), 16),
+        int(match.group("function"), 16),
+    )

@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+"""Fixtures shared by unit and integration tests.
+
+The collection is imported as ``ansible_collections.iaas.kvm`` through the
+``collections/`` directory at the repository root (a symlink back to it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+COLLECTIONS = REPO / "collections"
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))
+
+# Every object a test creates carries this prefix; clean-up touches nothing else.
+TEST_PREFIX = "iaastest-"
+
+
+class ModuleResult(dict):
+    """The JSON a module printed, with a few conveniences for assertions."""
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.get("failed"))
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.get("changed"))
+
+
+def _module_object(module):
+    if isinstance(module, str):
+        import importlib
+
+        return importlib.import_module("ansible_collections.iaas.kvm.plugins.modules." + module)
+    return module
+
+
+def run_module(module, args, check_mode=False, diff=False):
+    """Run a module's ``main()`` in-process with ``args`` and return what it printed.
+
+    This is the real module code path (AnsibleModule argument parsing, check
+    mode, diff mode, exit_json/fail_json); only the transport is skipped.
+    """
+    from ansible.module_utils.testing import patch_module_args
+
+    module = _module_object(module)
+    margs = dict(args)
+    margs["_ansible_check_mode"] = check_mode
+    margs["_ansible_diff"] = diff
+    out = io.StringIO()
+    code = None
+    with patch_module_args(margs), contextlib.redirect_stdout(out):
+        try:
+            module.main()
+        except SystemExit as exc:
+            code = exc.code
+    text = out.getvalue().strip()
+    if not text:
+        raise AssertionError("module %s printed nothing (exit code %r)" % (module.__name__, code))
+    # exit_json prints one JSON document, possibly after warnings on other lines.
+    result = ModuleResult(json.loads(text[text.index("{") :]))
+    if code not in (0, 1, None):
+        raise AssertionError("module exited with %r: %s" % (code, text))
+    return result
+
+
+@pytest.fixture(name="run_module")
+def fixture_run_module():
+    return run_module
