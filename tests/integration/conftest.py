@@ -236,3 +236,21 @@ def sweep_lab_objects():
 
 def shell_join(command):
     return " ".join(shlex.quote(c) for c in command)
+
+
+@pytest.fixture
+def guest_factory(lab_conn, base_volume, ssh_key):
+    """``guest_factory(name, network=..., ...)`` boots a guest (see guests.boot_guest);
+    every guest it made is removed when the test ends, also when it fails."""
+    from tests.integration.guests import boot_guest
+
+    made = []
+
+    def make(name, **kwargs):
+        guest = boot_guest(lab_conn, name, ssh_key, base_volume, **kwargs)
+        made.append(guest)
+        return guest
+
+    yield make
+    for guest in made:
+        guest.destroy()
