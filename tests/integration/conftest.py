@@ -133,7 +133,7 @@ def lab_conn():
             % (time.monotonic() - started),
             pytrace=False,
         )
-    res = subprocess.run(["ip", "netns", "pids", LAB_NETNS], capture_output=True, text=True)
+    res = subprocess.run(["ip", "netns", "pids", LAB_NETNS], capture_output=True, text=True, check=False)
     if res.returncode != 0 or not res.stdout.strip():
         pytest.fail("network namespace %s has no processes: libvirtd must run inside it" % LAB_NETNS, pytrace=False)
     yield conn
@@ -150,7 +150,7 @@ def lab_network(lab_conn):
     if not net.isActive():
         pytest.fail("the lab network %r is not active; run the set-up" % LAB_NETWORK, pytrace=False)
     bridge = net.bridgeName()
-    root_ns = subprocess.run(["ip", "-br", "link", "show", bridge], capture_output=True, text=True)
+    root_ns = subprocess.run(["ip", "-br", "link", "show", bridge], capture_output=True, text=True, check=False)
     if root_ns.returncode == 0 and root_ns.stdout.strip():
         pytest.fail("bridge %s exists in the machine's own namespace" % bridge, pytrace=False)
     return net

@@ -43,6 +43,8 @@ trap cleanup EXIT
 step() { printf '[image] %s: %s\n' "$(date +%T)" "$*"; }
 
 step "mmdebstrap $suite ($packages)"
+# The hook runs in mmdebstrap's shell with the root directory as $1.
+# shellcheck disable=SC2016
 mmdebstrap --quiet --variant=apt --include="$packages" \
   --customize-hook='chroot "$1" sh -c "echo en_US.UTF-8 UTF-8 > /etc/locale.gen && locale-gen >/dev/null && update-locale LANG=en_US.UTF-8"' \
   "$suite" "$work/rootfs.tar" "$mirror"
@@ -84,8 +86,12 @@ rm -f "$work/mnt"/etc/ssh/ssh_host_*
 rm -rf "$work/mnt/var/lib/apt/lists/"* "$work/mnt/var/cache/apt/"*.bin
 
 step "extlinux"
-kernel=$(cd "$work/mnt/boot" && ls vmlinuz-* | sort -V | tail -n 1)
-initrd=$(cd "$work/mnt/boot" && ls initrd.img-* | sort -V | tail -n 1)
+kernel=$(find "$work/mnt/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sort -V | tail -n 1)
+initrd=$(find "$work/mnt/boot" -maxdepth 1 -name 'initrd.img-*' -printf '%f\n' | sort -V | tail -n 1)
+if [ -z "$kernel" ] || [ -z "$initrd" ]; then
+  echo "build-debian-image.sh: no kernel or initrd in /boot" >&2
+  exit 1
+fi
 mkdir -p "$work/mnt/boot/extlinux"
 cat > "$work/mnt/boot/extlinux/extlinux.conf" <<EOF
 DEFAULT debian
