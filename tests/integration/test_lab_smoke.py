@@ -24,6 +24,11 @@ def test_guest_boots_from_overlay_and_seed(lab_conn, lab_network, base_volume, g
     status = guest.ssh("cloud-init status --wait", timeout=300)
     assert "status: done" in status.stdout, status.stdout + status.stderr
     assert guest.ssh("hostname").stdout.strip() == name
+    # growpart + resize2fs grew the 2 GiB image's root filesystem to the 4 GiB overlay.
+    root_size = int(guest.ssh("df -B1 --output=size / | tail -n 1").stdout)
+    assert root_size > 3.5 * 1024**3, root_size
+    # The image carries the guest agent (kvm_vm's wait_for_ip asks it for addresses).
+    assert guest.ssh("sudo systemctl is-active qemu-guest-agent").stdout.strip() == "active"
     # The overlay is a linked clone: its backing file is the base volume.
     info = subprocess.run(
         ["qemu-img", "info", "--output=json", "-U", guest.volumes[0].path()], check=True, capture_output=True, text=True
