@@ -21,7 +21,7 @@ require_root
 packages=(
   python3 python3-venv python3-dev python3-apt gcc pkg-config libvirt-dev
   git openssh-client iproute2 ca-certificates
-  cloud-image-utils genisoimage shellcheck vagrant vagrant-libvirt
+  netcat-openbsd cloud-image-utils genisoimage shellcheck vagrant vagrant-libvirt
 )
 
 phase "packages"
