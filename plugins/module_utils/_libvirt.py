@@ -67,6 +67,26 @@ def connect(uri=DEFAULT_URI):
         raise LibvirtModuleError("Cannot connect to the hypervisor at %s: %s" % (uri, error_message(exc))) from exc
 
 
+def call_with_connection(uri, work):
+    """Run ``work(conn)`` on a connection to ``uri``, then close it.
+
+    Returns ``(result, None)``, or ``(None, sentence)`` when a
+    LibvirtModuleError or a libvirt error stopped the work: the thin main() of
+    a module turns that into ``exit_json`` or ``fail_json``.
+    """
+    conn = None
+    try:
+        conn = connect(uri)
+        return work(conn), None
+    except LibvirtModuleError as exc:
+        return None, str(exc)
+    except libvirt.libvirtError as exc:
+        return None, "libvirt failed: %s" % error_message(exc)
+    finally:
+        if conn is not None:
+            conn.close()
+
+
 def error_message(exc):
     """Return libvirt's message for ``exc`` as one sentence."""
     msg = None
