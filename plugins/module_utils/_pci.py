@@ -8,7 +8,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import etree, normalise_pci_address
+import re
+
+from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import etree, libvirt, normalise_pci_address, parse_xml
 
 
 def split_pci_address(address):
@@ -42,3 +44,33 @@ def hostdev_element(address, managed=True):
         function="0x%x" % function,
     )
     return hostdev
+
+
+_NODE_NAME_RE = re.compile(r"^pci_([0-9a-f]{4})_([0-9a-f]{2})_([0-9a-f]{2})_([0-7])$")
+
+
+def host_pci_functions(conn):
+    """``{'0000:01:00.0': node device}`` for the host's PCI functions, through
+    libvirt's node device API (so a remote URI works too); None when the host
+    lists none (libvirt's test driver, a daemon without the node device driver)."""
+    try:
+        devices = conn.listAllDevices(libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)
+    except libvirt.libvirtError:
+        return None
+    result = {}
+    for device in devices:
+        match = _NODE_NAME_RE.match(device.name())
+        if match:
+            result["%s:%s:%s.%s" % match.groups()] = device
+    return result or None
+
+
+def slot_functions(host_functions, address):
+    """The addresses of every host function in ``address``'s slot (sorted)."""
+    slot = slot_of(address)
+    return sorted(a for a in host_functions if slot_of(a) == slot)
+
+
+def node_device_driver(device):
+    """The host driver a PCI node device is bound to (``vfio-pci``, ``nvidia``…) or None."""
+    return parse_xml(device.XMLDesc(0)).findtext("./driver/name")

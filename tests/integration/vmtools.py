@@ -1,0 +1,131 @@
+# -*- coding: utf-8 -*-
+"""Helpers for the kvm_vm lab tests: disks and seeds made with plain
+libvirt-python (so these tests do not depend on kvm_volume or
+cloudinit_seed), the module run against the lab, and clean-up."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+import libvirt
+import yaml
+
+from ansible_collections.iaas.kvm.plugins.module_utils._storage import upload_bytes, volume_xml
+from tests.conftest import run_module
+from tests.integration import cleanup
+from tests.integration.conftest import DOMAIN_TYPE, LAB_URI
+from tests.integration.guests import make_seed_iso
+
+CONSOLE_DIR = Path("/var/log/libvirt/qemu")
+
+
+def kvm_vm(args, check_mode=False, diff=False):
+    """Run iaas.kvm.kvm_vm against the lab."""
+    return run_module("kvm_vm", dict(args, uri=LAB_URI), check_mode=check_mode, diff=diff)
+
+
+def overlay(pool, name, base_volume, capacity=4 * 1024**3):
+    """A qcow2 linked clone of ``base_volume`` named ``name``."""
+    xml = volume_xml(name, capacity, fmt="qcow2", backing_path=base_volume.path(), backing_format="qcow2")
+    return pool.createXML(xml, 0)
+
+
+# The lab image has no D-Bus, hence no systemd-logind, which is what handles the ACPI
+# power button on a Debian system (and what the guest agent's "shutdown +0" needs).
+# Cloud images have both; the test guest gets this small stand-in so that it obeys
+# the power button the way a cloud image does.
+POWER_BUTTON = """#!/usr/bin/python3
+import glob, struct, subprocess
+names = glob.glob("/sys/class/input/event*/device/name")
+device = next("/dev/input/" + n.split("/")[4] for n in names if open(n).read().strip() == "Power Button")
+size = struct.calcsize("llHHi")
+with open(device, "rb") as events:
+    while True:
+        _sec, _usec, kind, code, value = struct.unpack("llHHi", events.read(size))
+        if kind == 1 and code == 116 and value == 1:  # EV_KEY, KEY_POWER, pressed
+            subprocess.call(["systemctl", "poweroff"])
+"""
+POWER_BUTTON_UNIT = """[Unit]
+Description=Power off on the ACPI power button (no logind in the lab image)
+[Service]
+ExecStart=/usr/local/sbin/power-button
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def seed_volume(conn, pool, name, hostname, public_key):
+    """A NoCloud seed volume that lets ``public_key`` in as the image's user
+    and makes the guest power off on the ACPI power button."""
+    user_data = {
+        "hostname": hostname,
+        "ssh_authorized_keys": [public_key],
+        "write_files": [
+            {"path": "/usr/local/sbin/power-button", "permissions": "0755", "content": POWER_BUTTON},
+            {"path": "/etc/systemd/system/power-button.service", "content": POWER_BUTTON_UNIT},
+        ],
+        "runcmd": [["systemctl", "enable", "--now", "power-button.service"]],
+    }
+    iso = make_seed_iso(
+        "#cloud-config\n" + yaml.safe_dump(user_data, sort_keys=False),
+        "instance-id: %s-%d\nlocal-hostname: %s\n" % (hostname, time.time(), hostname),
+    )
+    return upload_bytes(conn, pool, name, iso)
+
+
+class Made:
+    """What a test made (domains, volumes, files), removed by ``remove()``."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.domains = []
+        self.volumes = []
+        self.files = []
+
+    def domain(self, name):
+        self.domains.append(name)
+        return name
+
+    def console(self, name):
+        path = str(CONSOLE_DIR / ("%s-console.log" % name))
+        self.files.append(path)
+        return path
+
+    def remove(self):
+        for name in self.domains:
+            with contextlib.suppress(libvirt.libvirtError):
+                cleanup.remove_domain(self.conn.lookupByName(name))
+        for vol in reversed(self.volumes):
+            with contextlib.suppress(libvirt.libvirtError):
+                vol.delete(0)
+        for path in self.files:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def lookup_domain(conn, name):
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return None
+
+
+def wait_inactive(dom, timeout=20):
+    deadline = time.monotonic() + timeout
+    while dom.isActive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not dom.isActive()
+
+
+def qemu_pid(name):
+    return int(Path("/run/libvirt/qemu/%s.pid" % name).read_text().strip())
+
+
+def diskless(name, **extra):
+    """The arguments of a small diskless VM that boots to its firmware (it ignores ACPI)."""
+    args = dict(name=name, memory=64, vcpus=1, domain_type=DOMAIN_TYPE)
+    args.update(extra)
+    return args
