@@ -256,6 +256,33 @@ def domain_facts(tree):
     )
 
 
+def numa_node_cpus(capabilities, node):
+    """``'0,1,2,3'``: the host CPUs of NUMA ``node`` from the parsed host capabilities."""
+    cell = capabilities.find("./host/topology/cells/cell[@id='%d']" % node)
+    if cell is None:
+        nodes = [c.get("id") for c in capabilities.findall("./host/topology/cells/cell")]
+        raise LibvirtModuleError(
+            "The host has no NUMA node %d (it has %s)." % (node, ", ".join(nodes) or "no NUMA information")
+        )
+    cpus = sorted(int(c.get("id")) for c in cell.findall("./cpus/cpu"))
+    return ",".join(str(c) for c in cpus) or None
+
+
+def default_domain_type(capabilities):
+    """``kvm`` when the host offers it for its own architecture, else ``qemu``."""
+    arch = capabilities.findtext("./host/cpu/arch")
+    for guest in capabilities.findall("./guest"):
+        arch_el = guest.find("arch")
+        if (
+            guest.findtext("os_type") == "hvm"
+            and arch_el is not None
+            and arch_el.get("name") == arch
+            and arch_el.find("domain[@type='kvm']") is not None
+        ):
+            return "kvm"
+    return "qemu"
+
+
 def agent_connected(live_tree):
     """True when the live definition says the guest agent's channel is connected."""
     for target in live_tree.findall("./devices/channel/target[@type='virtio']"):
@@ -521,12 +548,17 @@ def compare(spec, facts, tracker):
 
 def _readable(before, after):
     """List entries without the keys that are unset on both sides (for the diff)."""
-    blank = set()
-    for index, entry in enumerate(after):
-        other = before[index] if index < len(before) else {}
-        blank.update(k for k, v in entry.items() if v is None and other.get(k) is None)
-    strip = [{k: v for k, v in e.items() if k not in blank or v is not None} for e in before]
-    return strip, [{k: v for k, v in e.items() if k not in blank} for e in after]
+    readable_before, readable_after = [], []
+    for index in range(max(len(before), len(after))):
+        old = before[index] if index < len(before) else None
+        new = after[index] if index < len(after) else None
+        keys = set(old or {}) | set(new or {})
+        blank = {k for k in keys if (old or {}).get(k) is None and (new or {}).get(k) is None}
+        if old is not None:
+            readable_before.append({k: v for k, v in old.items() if k not in blank})
+        if new is not None:
+            readable_after.append({k: v for k, v in new.items() if k not in blank})
+    return readable_before, readable_after
 
 
 # Fields that differ between a live and an inactive definition without the

@@ -608,8 +608,10 @@ from ansible_collections.iaas.kvm.plugins.module_utils._domain import (
     STATES,
     agent_connected,
     compare,
+    default_domain_type,
     domain_facts,
     normalise_spec,
+    numa_node_cpus,
     restart_reasons,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._domain_life import (
@@ -762,27 +764,10 @@ class VmManager:
         return result
 
     def _numa_cpus(self, node):
-        caps = parse_xml(self.conn.getCapabilities())
-        cell = caps.find("./host/topology/cells/cell[@id='%d']" % node)
-        if cell is None:
-            nodes = [c.get("id") for c in caps.findall("./host/topology/cells/cell")]
-            raise LibvirtModuleError(
-                "The host has no NUMA node %d (it has %s)." % (node, ", ".join(nodes) or "no NUMA information")
-            )
-        cpus = [int(c.get("id")) for c in cell.findall("./cpus/cpu")]
-        return ",".join(str(c) for c in sorted(cpus)) or None
+        return numa_node_cpus(parse_xml(self.conn.getCapabilities()), node)
 
     def _default_domain_type(self):
-        caps = parse_xml(self.conn.getCapabilities())
-        arch = caps.findtext("./host/cpu/arch")
-        for guest in caps.findall("./guest"):
-            if (
-                guest.findtext("os_type") == "hvm"
-                and guest.find("arch").get("name") == arch
-                and guest.find("./arch/domain[@type='kvm']") is not None
-            ):
-                return "kvm"
-        return "qemu"
+        return default_domain_type(parse_xml(self.conn.getCapabilities()))
 
     def _add_formats(self, spec, hints):
         """The pool's format for each volume (used for disks the VM does not have yet)."""
@@ -1008,6 +993,7 @@ class VmManager:
         facts = domain_facts(tree)
         self.tracker.add("state", domain_state(self.dom)[0], "absent")
         volumes = self._volumes_to_remove(facts) if self.params["remove_volumes"] else []
+        result["removed_volumes"] = [v.path() for v in volumes]
         self.changed = True
         persistent = self.dom.isPersistent()
         if self.dom.isActive():
@@ -1016,12 +1002,11 @@ class VmManager:
         if not self.check:
             if persistent:
                 undefine(self.dom, uefi=facts["firmware"] == "uefi")
-            for vol in volumes:
+            for vol, path in zip(volumes, result["removed_volumes"]):
                 try:
                     vol.delete(0)
                 except libvirt.libvirtError as exc:
-                    raise LibvirtModuleError("Cannot delete volume %s: %s" % (vol.path(), error_message(exc))) from exc
-        result["removed_volumes"] = [v.path() for v in volumes]
+                    raise LibvirtModuleError("Cannot delete volume %s: %s" % (path, error_message(exc))) from exc
         if volumes:
             self.actions.append("volumes removed")
         self.dom = None
