@@ -171,6 +171,25 @@ def _domain_trees(dom):
     return trees
 
 
+def _domains_with_trees(conn, running_only, live_only):
+    """``(name, trees)`` of the domains (only running ones with ``running_only``);
+    ``trees`` holds the live definition only with ``live_only``, else the live and
+    the persistent ones.
+
+    A domain that disappears while it is read (another client removed it) is
+    skipped: it uses nothing any more.
+    """
+    for dom in all_domains(conn):
+        try:
+            if running_only and not domain_is_running(dom):
+                continue
+            trees = [_domain_tree(dom)] if live_only else _domain_trees(dom)
+            yield dom.name(), trees
+        except libvirt.libvirtError as exc:
+            if not is_not_found(exc):
+                raise
+
+
 def domain_disk_sources(tree):
     """Return (path, pool, volume) tuples for every disk of a domain tree."""
     result = []
@@ -182,16 +201,14 @@ def domain_disk_sources(tree):
 def domains_using_volume(conn, path, pool=None, volume=None, running_only=False):
     """Names of the domains whose disks point at ``path`` (or pool/volume)."""
     users = []
-    for dom in all_domains(conn):
-        if running_only and not domain_is_running(dom):
-            continue
-        for tree in _domain_trees(dom):
+    for name, trees in _domains_with_trees(conn, running_only, live_only=False):
+        for tree in trees:
             hit = False
             for src_path, src_pool, src_volume in domain_disk_sources(tree):
                 if (path and src_path == path) or (pool and volume and src_pool == pool and src_volume == volume):
                     hit = True
             if hit:
-                users.append(dom.name())
+                users.append(name)
                 break
     return sorted(set(users))
 
@@ -199,14 +216,11 @@ def domains_using_volume(conn, path, pool=None, volume=None, running_only=False)
 def domains_using_network(conn, network, running_only=True):
     """Names of the domains with an interface on libvirt network ``network``."""
     users = []
-    for dom in all_domains(conn):
-        if running_only and not domain_is_running(dom):
-            continue
-        trees = [_domain_tree(dom)] if running_only else _domain_trees(dom)
+    for name, trees in _domains_with_trees(conn, running_only, live_only=running_only):
         for tree in trees:
             names = [s.get("network") for s in tree.findall("./devices/interface/source")]
             if network in names:
-                users.append(dom.name())
+                users.append(name)
                 break
     return sorted(set(users))
 
@@ -215,10 +229,7 @@ def domains_using_pci(conn, address, running_only=True):
     """Names of the domains with a PCI hostdev at ``address`` (``dddd:bb:ss.f``)."""
     wanted = normalise_pci_address(address)
     users = []
-    for dom in all_domains(conn):
-        if running_only and not domain_is_running(dom):
-            continue
-        trees = [_domain_tree(dom)] if running_only else _domain_trees(dom)
+    for name, trees in _domains_with_trees(conn, running_only, live_only=running_only):
         for tree in trees:
             for addr in tree.findall("./devices/hostdev[@type='pci']/source/address"):
                 try:
@@ -231,7 +242,7 @@ def domains_using_pci(conn, address, running_only=True):
                 except (TypeError, ValueError):
                     continue
                 if found == wanted:
-                    users.append(dom.name())
+                    users.append(name)
     return sorted(set(users))
 
 

@@ -25,8 +25,10 @@ import time
 
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     LibvirtModuleError,
+    domains_using_network,
     error_message,
     etree,
+    is_not_found,
     libvirt,
     parse_xml,
 )
@@ -840,8 +842,6 @@ def public_spec(spec):
 
 def network_facts(conn, net):
     """Everything kvm_network and kvm_network_info return about ``net``."""
-    from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import domains_using_network
-
     active = bool(net.isActive())
     spec = parse_network(live_tree(net))
     facts = public_spec(spec)
@@ -903,10 +903,28 @@ def running_guest_interfaces(conn, network):
     """``(domain, [interface elements])`` of the running guests attached to ``network``."""
     result = []
     for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-        ifaces = _interfaces_on(parse_xml(dom.XMLDesc(0)), network)
+        try:
+            ifaces = _interfaces_on(parse_xml(dom.XMLDesc(0)), network)
+        except libvirt.libvirtError as exc:
+            if is_not_found(exc):
+                continue  # gone meanwhile
+            raise
         if ifaces:
             result.append((dom, ifaces))
     return result
+
+
+def bridge_users(conn, bridge, skip):
+    """Names of the other networks (not ``skip``) whose definitions use bridge ``bridge``."""
+    users = []
+    for net in conn.listAllNetworks(0):
+        try:
+            if net.name() != skip and parse_network(persistent_tree(net)).get("bridge") == bridge:
+                users.append(net.name())
+        except libvirt.libvirtError as exc:
+            if not is_not_found(exc):
+                raise
+    return users
 
 
 def _update_device(dom, element):

@@ -48,7 +48,7 @@ description:
     refuses a bridge name for a libvirt-made bridge that another host interface or
     another network already uses.
 author:
-  - iaas.kvm contributors
+  - iaas.kvm contributors (!UNKNOWN)
 options:
   name:
     description:
@@ -79,7 +79,8 @@ options:
   mode:
     description:
       - V(nat) a bridge with its own subnet, DHCP and DNS, NAT to the host's
-        outside interfaces.
+        outside interfaces. Guests that send a host name with their DHCP request
+        resolve each other by that name (this holds for every mode with O(ipv4.dhcp)).
       - V(route) the same without NAT; other hosts need a route to the subnet.
         Guests on two route networks of one hypervisor reach each other by address.
       - V(isolated) a bridge with no forwarding; guests reach each other and the
@@ -163,7 +164,10 @@ options:
                 type: str
                 required: true
               name:
-                description: Host name handed to the guest; it also resolves to O(ipv4.dhcp.hosts[].ip) in the network's DNS.
+                description:
+                  - Host name handed to the guest with its lease (instead of the name the guest asks for).
+                  - The network's DNS serves it while the guest holds its lease; for a name that
+                    always resolves, add it to O(dns.hosts) too.
                 type: str
   dns:
     description: The network's DNS server (dnsmasq); needs O(ipv4).
@@ -401,6 +405,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._network import (
     MODES,
     apply_live_updates,
     apply_spec,
+    bridge_users,
     differing_fields,
     flatten,
     host_interface_type,
@@ -529,11 +534,9 @@ class NetworkManager:
                 "The hypervisor already has an interface named %s; choose another bridge name for network %s."
                 % (bridge, self.name)
             )
-        for other in self.conn.listAllNetworks(0):
-            if other.name() == self.name:
-                continue
-            if parse_network(persistent_tree(other)).get("bridge") == bridge:
-                raise LibvirtModuleError("The bridge name %s is already used by network %s." % (bridge, other.name()))
+        users = bridge_users(self.conn, bridge, skip=self.name)
+        if users:
+            raise LibvirtModuleError("The bridge name %s is already used by network %s." % (bridge, users[0]))
 
     # --- actions -------------------------------------------------------------
 

@@ -19,7 +19,7 @@ description:
     leases), so a playbook can find a guest's address by MAC or host name.
   - Changes nothing.
 author:
-  - iaas.kvm contributors
+  - iaas.kvm contributors (!UNKNOWN)
 options:
   name:
     description:
