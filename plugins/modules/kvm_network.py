@@ -403,24 +403,26 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._network import (
     MODES,
-    apply_live_updates,
     apply_spec,
-    bridge_users,
     differing_fields,
     flatten,
-    host_interface_type,
     keep_identity,
-    live_tree,
-    live_update_ops,
     needs_restart,
-    network_facts,
     new_network_tree,
     parse_network,
-    persistent_tree,
     public_spec,
-    restart_network,
     validate_spec,
     xml_spec,
+)
+from ansible_collections.iaas.kvm.plugins.module_utils._network_live import (
+    apply_live_updates,
+    bridge_users,
+    host_interface_type,
+    live_tree,
+    live_update_ops,
+    network_facts,
+    persistent_tree,
+    restart_network,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import validate_name
 

@@ -50,7 +50,7 @@ def spec(name, bridge, reservations, lease="1h", third=159):
 
 def timed(label, args, repeat=1, check_mode=False, expect_changed=None):
     times = []
-    for _ in range(repeat):
+    for _run in range(repeat):
         started = time.perf_counter()
         result = run_module("kvm_network", args, check_mode=check_mode)
         times.append(time.perf_counter() - started)

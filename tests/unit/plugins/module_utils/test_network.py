@@ -17,12 +17,10 @@ from hypothesis import strategies as st
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import LibvirtModuleError, parse_xml, to_xml
 from ansible_collections.iaas.kvm.plugins.module_utils._network import (
     LIVE_FIELDS,
-    apply_live_updates,
     apply_spec,
     differing_fields,
     flatten,
     keep_identity,
-    live_update_ops,
     needs_restart,
     new_network_tree,
     normalise_mac,
@@ -31,6 +29,10 @@ from ansible_collections.iaas.kvm.plugins.module_utils._network import (
     validate_bridge_name,
     validate_spec,
     xml_spec,
+)
+from ansible_collections.iaas.kvm.plugins.module_utils._network_live import (
+    apply_live_updates,
+    live_update_ops,
 )
 
 TEST_URI = "test:///default"

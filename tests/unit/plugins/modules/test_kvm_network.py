@@ -13,7 +13,9 @@ import libvirt
 import pytest
 
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import parse_xml
-from ansible_collections.iaas.kvm.plugins.module_utils._network import parse_network
+from ansible_collections.iaas.kvm.plugins.module_utils._network import (
+    parse_network,
+)
 
 URI = "test:///default"
 
