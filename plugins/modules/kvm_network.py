@@ -507,18 +507,19 @@ class NetworkManager:
             return tree, spec, True
         return None, validate_spec(self.params), False
 
-    def check_bridge(self, spec, net, live):
+    def check_bridge(self, spec, live):
         """Refuse a bridge that is missing (mode bridge) or taken (the other modes)."""
         bridge = spec.get("bridge")
-        if not bridge:
+        if not bridge or spec["mode"] not in MODES:
             return
-        if spec["mode"] not in ("nat", "route", "isolated", "open", "bridge"):
-            return
+        if spec["mode"] != "bridge":
+            users = bridge_users(self.conn, bridge, skip=self.name)
+            if users:
+                raise LibvirtModuleError("The bridge name %s is already used by network %s." % (bridge, users[0]))
         try:
             kind = host_interface_type(self.conn, bridge)
         except LibvirtModuleError as exc:
-            if spec["mode"] == "bridge":
-                self.warnings.append("Could not check that host bridge %s exists: %s" % (bridge, exc))
+            self.warnings.append("Could not check host interface %s: %s" % (bridge, exc))
             return
         if spec["mode"] == "bridge":
             if kind is None:
@@ -529,16 +530,11 @@ class NetworkManager:
                 raise LibvirtModuleError(
                     "mode bridge needs a host bridge, but the hypervisor's interface %s is of type %s." % (bridge, kind)
                 )
-            return
-        own = live is not None and live.get("bridge") == bridge
-        if kind is not None and not own:
+        elif kind is not None and not (live is not None and live.get("bridge") == bridge):
             raise LibvirtModuleError(
                 "The hypervisor already has an interface named %s; choose another bridge name for network %s."
                 % (bridge, self.name)
             )
-        users = bridge_users(self.conn, bridge, skip=self.name)
-        if users:
-            raise LibvirtModuleError("The bridge name %s is already used by network %s." % (bridge, users[0]))
 
     # --- actions -------------------------------------------------------------
 
@@ -574,14 +570,14 @@ class NetworkManager:
         want_active = self.params["active"]
         net = lookup(self.conn.networkLookupByName, self.name)
         if net is None:
-            self.check_bridge(spec, None, None)
+            self.check_bridge(spec, None)
             return self.create(tree if tree is not None else apply_spec(new_network_tree(self.name), spec), spec)
 
         active = bool(net.isActive())
         persistent_el = persistent_tree(net)
         persistent = parse_network(persistent_el)
         live = parse_network(live_tree(net)) if active else None
-        self.check_bridge(spec, net, live)
+        self.check_bridge(spec, live)
 
         want_tree = keep_identity(tree, persistent) if tree is not None else apply_spec(persistent_el, spec)
         config_fields = differing_fields(persistent, spec, with_other)

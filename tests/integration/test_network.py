@@ -8,13 +8,15 @@ looks there (``ip -n iaas-lab``). Subnets: 192.168.150.0-192.168.155.255.
 from __future__ import annotations
 
 import copy
+import json
+import os
 from pathlib import Path
 
 import libvirt
 import pytest
 
 from tests.conftest import run_module
-from tests.integration.conftest import LAB_URI
+from tests.integration.conftest import LAB_URI, lab_run
 from tests.integration.nettools import addresses, dnsmasq_pid, in_root_namespace, kvm_network, link, networks
 
 __all__ = ["networks"]  # a fixture
@@ -252,7 +254,7 @@ BAD = [
     (
         "a bridge name that the lab network uses",
         dict(bridge="virbr0", ipv4=dict(address="192.168.150.1")),
-        "The hypervisor already has an interface named virbr0",
+        "The bridge name virbr0 is already used by network default.",
     ),
 ]
 
@@ -270,3 +272,18 @@ def test_bad_input_is_one_sentence_and_leaves_no_trace(lab_conn, networks, extra
     # nothing of this name in the namespace either
     for bridge in ("iaastnobridge", "iaastest-toolong"):
         assert link(bridge) is None
+
+
+def test_mode_bridge_looks_where_libvirtd_runs(lab_conn, networks):
+    """The bridge check asks libvirtd (in the lab namespace), not this process's /sys/class/net."""
+    name, _bridge = networks()
+    lab_names = {item["ifname"] for item in json.loads(lab_run(["ip", "-j", "link", "show"]).stdout)}
+    ours = sorted(set(os.listdir("/sys/class/net")) - lab_names)
+    assert ours, "every interface of this namespace also exists in the lab namespace"
+    result = kvm_network(dict(name=name, mode="bridge", bridge=ours[0]))
+    assert result.failed and "the hypervisor has no interface named %s." % ours[0] in result["msg"], result
+    # and an interface that exists there but is no bridge
+    result = kvm_network(dict(name=name, mode="bridge", bridge="lo"))
+    assert result.failed and "the hypervisor's interface lo is of type" in result["msg"], result
+    with pytest.raises(libvirt.libvirtError):
+        lab_conn.networkLookupByName(name)
