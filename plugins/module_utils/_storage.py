@@ -177,3 +177,48 @@ def download_bytes(conn, vol, limit=64 * 1024 * 1024):
             stream.abort()
         raise
     return b"".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# Pools
+# ---------------------------------------------------------------------------
+
+
+def pool_facts(pool):
+    """Name, type, path, state and space of a pool, as kvm_pool returns them."""
+    tree = parse_xml(pool.XMLDesc(0))
+    active = bool(pool.isActive())
+    _state, capacity, allocation, available = pool.info()
+    return dict(
+        name=pool.name(),
+        uuid=pool.UUIDString(),
+        type=tree.get("type"),
+        path=tree.findtext("./target/path"),
+        active=active,
+        persistent=bool(pool.isPersistent()),
+        autostart=bool(pool.autostart()),
+        capacity=int(capacity) if active else None,
+        allocation=int(allocation) if active else None,
+        available=int(available) if active else None,
+        volume_count=pool.numOfVolumes() if active else None,
+    )
+
+
+def backing_path(vol):
+    """The path of the file a volume is an overlay of, or None."""
+    return parse_xml(vol.XMLDesc(0)).findtext("./backingStore/path") or None
+
+
+def overlays_first(volumes):
+    """``volumes`` ordered so that an overlay comes before the volume it is built on."""
+    by_path = {vol.path(): vol for vol in volumes}
+    parent = {path: backing_path(vol) for path, vol in by_path.items()}
+    depth = {}
+
+    def depth_of(path, seen=()):
+        if path not in depth:
+            base = parent.get(path)
+            depth[path] = 0 if base not in by_path or base in seen else depth_of(base, (*seen, path)) + 1
+        return depth[path]
+
+    return [by_path[p] for p in sorted(by_path, key=lambda p: (-depth_of(p), p))]
