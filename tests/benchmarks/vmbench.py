@@ -1,0 +1,187 @@
+# -*- coding: utf-8 -*-
+"""What the kvm_vm benchmarks share: running a playbook against this machine as
+the hypervisor (the modules on the system Python, as inventories/local does),
+timing it, and removing the benchmark's VMs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+if str(REPO / "collections") not in sys.path:
+    sys.path.insert(0, str(REPO / "collections"))
+
+import libvirt  # noqa: E402
+
+from tests.integration import cleanup  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+URI = os.environ.get("IAAS_KVM_TEST_URI", "qemu:///system")
+DOMAIN_TYPE = os.environ.get("IAAS_KVM_DOMAIN_TYPE", "qemu")
+NETNS = os.environ.get("IAAS_KVM_LAB_NETNS", "iaas-lab")
+# The interpreter the modules run on, as on a hypervisor (python3-libvirt, python3-lxml).
+TARGET_PYTHON = os.environ.get("IAAS_KVM_TARGET_PYTHON", "/usr/bin/python3")
+
+INVENTORY = (
+    """all:
+  hosts:
+    localhost:
+      ansible_connection: local
+      ansible_python_interpreter: %s
+"""
+    % TARGET_PYTHON
+)
+
+
+def connect():
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    return libvirt.open(URI)
+
+
+def remove_domains(names):
+    conn = connect()
+    try:
+        for name in names:
+            with contextlib.suppress(libvirt.libvirtError):
+                cleanup.remove_domain(conn.lookupByName(name))
+    finally:
+        conn.close()
+
+
+class Playbooks:
+    """Write playbooks into a scratch directory and time ``ansible-playbook`` on them."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="iaastest-bench-"))
+        (self.dir / "inventory.yml").write_text(INVENTORY)
+
+    def write(self, name, text):
+        path = self.dir / name
+        path.write_text(text)
+        return path
+
+    def run(self, playbook, extra_vars=None, netns=False, check=True):
+        """Run ``playbook``; return (seconds, stdout). ``netns`` runs it inside the lab
+        namespace (for tasks that reach guests over IP)."""
+        env = dict(os.environ)
+        env.update(
+            ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"),
+            ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+            ANSIBLE_INVENTORY=str(self.dir / "inventory.yml"),
+            ANSIBLE_HOST_KEY_CHECKING="False",
+            ANSIBLE_STDOUT_CALLBACK="default",
+            ANSIBLE_NOCOLOR="1",
+            PATH="%s:%s" % (VENV_BIN, env.get("PATH", "")),
+        )
+        if os.environ.get("IAAS_KVM_BENCH_LOG"):
+            env["ANSIBLE_LOG_PATH"] = os.environ["IAAS_KVM_BENCH_LOG"]
+        command = [str(VENV_BIN / "ansible-playbook"), str(playbook)]
+        if extra_vars:
+            command += ["-e", json.dumps(extra_vars)]
+        if netns:
+            command = ["ip", "netns", "exec", NETNS, *command]
+        started = time.monotonic()
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=str(REPO))
+        took = time.monotonic() - started
+        if check and proc.returncode != 0:
+            raise SystemExit(
+                "ansible-playbook %s failed:\n%s\n%s" % (playbook.name, proc.stdout[-4000:], proc.stderr[-2000:])
+            )
+        return took, proc.stdout
+
+    def cleanup(self):
+        for path in self.dir.iterdir():
+            path.unlink()
+        self.dir.rmdir()
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def changed_count(stdout):
+    """The ``changed=N`` of localhost in a play recap."""
+    for line in stdout.splitlines():
+        if line.startswith("localhost") and "changed=" in line:
+            return int(line.split("changed=")[1].split()[0])
+    return None
+
+
+LOOP_PLAYBOOK = """- name: kvm_vm in a loop
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Diskless VMs
+      iaas.kvm.kvm_vm:
+        uri: "{{ uri }}"
+        name: "{{ item }}"
+        state: running
+        domain_type: "{{ domain_type }}"
+        vcpus: 1
+        memory: 64
+      loop: "{{ names }}"
+"""
+PING_PLAYBOOK = """- name: ansible.builtin.ping in the same loop
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Ping
+      ansible.builtin.ping:
+      loop: "{{ names }}"
+"""
+EMPTY_PLAYBOOK = """- name: Nothing (ansible-playbook's own start-up)
+  hosts: localhost
+  gather_facts: false
+  tasks: []
+"""
+
+
+def measure_loop(playbooks, count, repeat, prefix):
+    """Converge ``count`` diskless VMs with one looped kvm_vm task, then re-run it;
+    return a dict of seconds (whole ansible-playbook runs and task time, which is
+    the run minus an empty playbook's run)."""
+    names = ["%s-%02d" % (prefix, i) for i in range(count)]
+    variables = dict(names=names, uri=URI, domain_type=DOMAIN_TYPE)
+    loop = playbooks.write("loop.yml", LOOP_PLAYBOOK)
+    ping = playbooks.write("ping.yml", PING_PLAYBOOK)
+    empty = playbooks.write("empty.yml", EMPTY_PLAYBOOK)
+    remove_domains(names)
+    try:
+        startup = median([playbooks.run(empty)[0] for _ in range(repeat)])
+        ping_s = median([playbooks.run(ping, variables)[0] for _ in range(repeat)])
+        converge_s, out = playbooks.run(loop, variables)
+        if changed_count(out) != 1:
+            raise SystemExit("the first converge reported no change:\n" + out[-3000:])
+        reruns = []
+        for _ in range(repeat):
+            took, out = playbooks.run(loop, variables)
+            if changed_count(out) != 0:
+                raise SystemExit("the re-run reported a change:\n" + out[-3000:])
+            reruns.append(took)
+        rerun_s = median(reruns)
+    finally:
+        remove_domains(names)
+    return dict(
+        count=count,
+        startup=startup,
+        ping=ping_s,
+        converge=converge_s,
+        rerun=rerun_s,
+        ping_task=ping_s - startup,
+        converge_task=converge_s - startup,
+        rerun_task=rerun_s - startup,
+    )
+
+
+# The lab's base image as a volume of pool ``default`` (made by the integration fixtures or the set-up).
+BASE_VOLUME = os.environ.get("IAAS_KVM_BASE_VOLUME", "iaastest-base.qcow2")
