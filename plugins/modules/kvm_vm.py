@@ -30,7 +30,7 @@ description:
     (libvirt's validation flag), so an invalid definition is refused rather
     than silently trimmed.
 author:
-  - iaas.kvm contributors
+  - iaas.kvm contributors (!UNKNOWN)
 options:
   name:
     description:
@@ -140,6 +140,7 @@ options:
       volume:
         description:
           - Name of a storage volume in O(disks[].pool). It must exist.
+          - Exactly one of O(disks[].volume) and O(disks[].path) is required.
         type: str
       pool:
         description:
@@ -174,10 +175,6 @@ options:
             format, for a path to V(qcow2) when it ends in C(.qcow2) and V(raw) otherwise;
             left out, an existing disk keeps its format.
         type: str
-    mutually_exclusive:
-      - [volume, path]
-    required_one_of:
-      - [volume, path]
   cloudinit_seed:
     description:
       - A NoCloud seed (an ISO with the label C(cidata), such as M(iaas.kvm.cloudinit_seed)
@@ -196,6 +193,7 @@ options:
       network:
         description:
           - Name of a libvirt network. It must exist.
+          - Exactly one of O(interfaces[].network) and O(interfaces[].bridge) is required.
         type: str
       bridge:
         description:
@@ -209,10 +207,6 @@ options:
         description:
           - NIC model. Defaults to V(virtio) for a new interface; left out, an existing interface keeps its model.
         type: str
-    mutually_exclusive:
-      - [network, bridge]
-    required_one_of:
-      - [network, bridge]
   gpus:
     description:
       - PCI addresses of host GPUs to pass through (V(0000:01:00.0) or V(01:00.0)).

@@ -18,7 +18,7 @@ description:
     their interfaces, for inventories and reports.
   - Running VMs are described by their live definition, others by their inactive one.
 author:
-  - iaas.kvm contributors
+  - iaas.kvm contributors (!UNKNOWN)
 options:
   name:
     description:
