@@ -88,56 +88,49 @@ def _kib(mib):
     return round(mib * 1024)
 
 
-def _apply_memory(root, spec, facts):
-    if "memory" not in spec and "memory_max" not in spec:
-        return
-    current = facts["memory"] if facts else None
-    ceiling = facts["memory_max"] if facts else None
-    memory = spec.get("memory", current)
-    if "memory_max" in spec:
-        maximum = spec["memory_max"]
-    elif ceiling is not None and current is not None and ceiling > current and ceiling >= memory:
-        maximum = ceiling  # keep the ceiling set earlier
+def _amount_and_ceiling(spec, facts, key, ceiling_key, unit=""):
+    """The new (amount, ceiling) of memory or vCPUs. An unnamed ceiling stays where
+    an earlier run put it (above the amount), else follows the amount."""
+    current = facts[key] if facts else None
+    ceiling = facts[ceiling_key] if facts else None
+    amount = spec.get(key, current)
+    if ceiling_key in spec:
+        maximum = spec[ceiling_key]
+    elif ceiling is not None and current is not None and ceiling > current and ceiling >= amount:
+        maximum = ceiling
     else:
-        maximum = memory
-    if memory is None:
-        memory = maximum
-    if memory > maximum:
+        maximum = amount
+    if amount is None:
+        amount = maximum
+    if amount > maximum:
         raise LibvirtModuleError(
-            "memory (%s MiB) must not exceed memory_max (%s MiB) of the VM." % (_num(memory), _num(maximum))
+            "%s (%s%s) must not exceed %s (%s%s) of the VM."
+            % (key, _num(amount), unit, ceiling_key, _num(maximum), unit)
         )
-    mem = _child(root, "memory")
-    mem.attrib.clear()
-    mem.set("unit", "KiB")
-    mem.text = str(_kib(maximum))
-    cur = _child(root, "currentMemory")
-    cur.attrib.clear()
-    cur.set("unit", "KiB")
-    cur.text = str(_kib(memory))
+    return amount, maximum, (current, ceiling) != (amount, maximum)
 
 
 def _num(value):
     return int(value) if value == int(value) else value
 
 
+def _apply_memory(root, spec, facts):
+    if "memory" not in spec and "memory_max" not in spec:
+        return
+    memory, maximum, _changed = _amount_and_ceiling(spec, facts, "memory", "memory_max", " MiB")
+    for tag, mib in (("memory", maximum), ("currentMemory", memory)):
+        node = _child(root, tag)
+        node.attrib.clear()
+        node.set("unit", "KiB")
+        node.text = str(_kib(mib))
+
+
 def _apply_vcpus(root, spec, facts, hints):
     if "vcpus" not in spec and "vcpus_max" not in spec and "numa_node" not in spec:
         return
-    current = facts["vcpus"] if facts else None
-    ceiling = facts["vcpus_max"] if facts else None
-    vcpus = spec.get("vcpus", current)
-    if "vcpus_max" in spec:
-        maximum = spec["vcpus_max"]
-    elif ceiling is not None and current is not None and ceiling > current and ceiling >= vcpus:
-        maximum = ceiling
-    else:
-        maximum = vcpus
-    if vcpus is None:
-        vcpus = maximum
-    if vcpus > maximum:
-        raise LibvirtModuleError("vcpus (%d) must not exceed vcpus_max (%d) of the VM." % (vcpus, maximum))
+    vcpus, maximum, changed = _amount_and_ceiling(spec, facts, "vcpus", "vcpus_max")
     vcpu = _child(root, "vcpu")
-    if (current, ceiling) != (vcpus, maximum):
+    if changed:
         _remove(root.find("./vcpus"))  # per-vCPU details must match the count
     vcpu.text = str(maximum)
     vcpu.set("placement", "static")

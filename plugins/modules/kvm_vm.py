@@ -626,8 +626,8 @@ from ansible_collections.iaas.kvm.plugins.module_utils._domain_xml import (
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     URI_ARGUMENT_SPEC,
     LibvirtModuleError,
+    call_with_connection,
     check_libraries,
-    connect,
     domains_using_volume,
     error_message,
     etree,
@@ -1128,21 +1128,17 @@ def main():
     for key in ("wait_timeout", "shutdown_timeout"):
         if params[key] < 0:
             module.fail_json(msg="%s must not be negative." % key)
-    conn = manager = None
-    error = None
-    try:
-        conn = connect(params["uri"])
-        manager = VmManager(module, conn)
-        result = manager.run()
-    except LibvirtModuleError as exc:
-        error = str(exc)
-    except libvirt.libvirtError as exc:
-        error = "libvirt failed: %s" % error_message(exc)
-    finally:
-        if conn is not None:
-            conn.close()
+    managers = []
+
+    def work(conn):
+        managers.append(VmManager(module, conn))
+        return managers[0].run()
+
+    result, error = call_with_connection(params["uri"], work)
     if error:
-        changed = bool(manager and (manager.changed or manager.actions) and not module.check_mode)
+        manager = managers[0] if managers else None
+        # What a real run did before it failed (nothing, in check mode).
+        changed = bool(manager and manager.actions and not module.check_mode)
         module.fail_json(msg=error, changed=changed, actions=manager.actions if manager else [])
     module.exit_json(**result)
 

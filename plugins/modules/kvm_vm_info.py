@@ -156,11 +156,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.iaas.kvm.plugins.module_utils._domain_life import describe
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     URI_ARGUMENT_SPEC,
-    LibvirtModuleError,
     all_domains,
+    call_with_connection,
     check_libraries,
-    connect,
-    error_message,
     is_not_found,
     libvirt,
     lookup,
@@ -190,18 +188,9 @@ def main():
     argument_spec.update(URI_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     check_libraries(module)
-    conn = None
-    error = None
-    try:
-        conn = connect(module.params["uri"])
-        vms = list_vms(conn, module.params["name"], module.params["agent_addresses"])
-    except LibvirtModuleError as exc:
-        error = str(exc)
-    except libvirt.libvirtError as exc:
-        error = "libvirt failed: %s" % error_message(exc)
-    finally:
-        if conn is not None:
-            conn.close()
+    vms, error = call_with_connection(
+        module.params["uri"], lambda conn: list_vms(conn, module.params["name"], module.params["agent_addresses"])
+    )
     if error:
         module.fail_json(msg=error)
     module.exit_json(changed=False, vms=vms)

@@ -24,9 +24,8 @@ NVRAM_DIR = "/var/lib/libvirt/qemu/nvram"
 
 @pytest.fixture
 def made(lab_conn):
-    things = Made(lab_conn)
-    yield things
-    things.remove()
+    with Made(lab_conn) as things:
+        yield things
 
 
 def name_for(made, kind):

@@ -19,9 +19,8 @@ pytestmark = [pytest.mark.lab]
 
 @pytest.fixture
 def made(lab_conn):
-    things = Made(lab_conn)
-    yield things
-    things.remove()
+    with Made(lab_conn) as things:
+        yield things
 
 
 def test_killed_qemu_is_started_again_and_reported(lab_conn, made):

@@ -30,9 +30,8 @@ def render(name, disk, network, console_log):
 
 @pytest.fixture
 def made(lab_conn):
-    things = Made(lab_conn)
-    yield things
-    things.remove()
+    with Made(lab_conn) as things:
+        yield things
 
 
 def test_ubuntu_simple_xml_defined_converged_updated_and_removed(

@@ -85,6 +85,12 @@ class Made:
         self.volumes = []
         self.files = []
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        self.remove()
+
     def domain(self, name):
         self.domains.append(name)
         return name

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from ansible_collections.iaas.kvm.plugins.module_utils._diff import DifferenceTracker
 from ansible_collections.iaas.kvm.plugins.module_utils._domain import (
     SEED_ALIAS,
+    SPEC_FIELDS,
     compare,
     default_domain_type,
     domain_facts,
@@ -55,28 +56,7 @@ def conn():
 
 def params(**kwargs):
     """Module parameters with every spec option unset, then ``kwargs``."""
-    base = dict.fromkeys(
-        (
-            "domain_type",
-            "machine",
-            "cpu_mode",
-            "firmware",
-            "vcpus",
-            "vcpus_max",
-            "memory",
-            "memory_max",
-            "numa_node",
-            "hugepages",
-            "mmio64_mb",
-            "disks",
-            "cloudinit_seed",
-            "interfaces",
-            "gpus",
-            "console_log",
-            "guest_agent",
-            "graphics",
-        )
-    )
+    base = dict.fromkeys(SPEC_FIELDS)
     base.update(kwargs)
     return base
 

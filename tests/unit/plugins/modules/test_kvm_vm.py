@@ -11,28 +11,16 @@ import pytest
 
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import parse_xml
 from ansible_collections.iaas.kvm.plugins.module_utils._pci import node_device_driver
+from tests.unit.plugins.modules.testdriver import POOL, TEST_URI, emptied_test_driver
 
 REPO = Path(__file__).resolve().parents[4]
-TEST_URI = "test:///default"
-POOL = "default-pool"
 INACTIVE = libvirt.VIR_DOMAIN_XML_INACTIVE
 
 
 @pytest.fixture
 def conn():
-    """The test driver, emptied of what the test made when it ends (the driver's
-    state outlives a closed connection while libvirt objects still refer to it)."""
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-    connection = libvirt.open(TEST_URI)
-    yield connection
-    for dom in connection.listAllDomains(0):
-        if dom.name() != "test":
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-    for vol in connection.storagePoolLookupByName(POOL).listAllVolumes(0):
-        vol.delete(0)
-    connection.close()
+    with emptied_test_driver() as connection:
+        yield connection
 
 
 def make_volume(conn, name, fmt="qcow2"):

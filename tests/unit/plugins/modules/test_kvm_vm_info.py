@@ -3,23 +3,15 @@
 
 from __future__ import annotations
 
-import libvirt
 import pytest
 
-TEST_URI = "test:///default"
+from tests.unit.plugins.modules.testdriver import TEST_URI, emptied_test_driver
 
 
 @pytest.fixture
 def conn():
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-    connection = libvirt.open(TEST_URI)
-    yield connection
-    for dom in connection.listAllDomains(0):
-        if dom.name() != "test":
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-    connection.close()
+    with emptied_test_driver() as connection:
+        yield connection
 
 
 def test_lists_every_vm_sorted_with_state_and_resources(run_module, conn):
