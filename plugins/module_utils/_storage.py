@@ -10,7 +10,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
+import hashlib
+import json
 import re
+import struct
 
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     LibvirtModuleError,
@@ -110,27 +113,32 @@ def volume_xml(name, capacity, fmt="qcow2", backing_path=None, backing_format=No
 
 def upload_stream(conn, vol, reader, length, offset=0):
     """Upload ``length`` bytes from ``reader`` (a callable returning up to n bytes)
-    into ``vol`` through virStorageVolUpload. Aborts the stream on any error."""
+    into ``vol`` through virStorageVolUpload. Aborts the stream on any error.
+
+    With ``length=None`` everything ``reader`` returns until it returns ``b""``
+    is uploaded (a source of unknown size); the number of bytes is returned."""
     stream = conn.newStream(0)
-    vol.upload(stream, offset, length, 0)
+    vol.upload(stream, offset, length or 0, 0)
+    sent_total = 0
     try:
-        remaining = length
-        while remaining > 0:
-            chunk = reader(min(UPLOAD_CHUNK, remaining))
+        while length is None or sent_total < length:
+            chunk = reader(UPLOAD_CHUNK if length is None else min(UPLOAD_CHUNK, length - sent_total))
             if not chunk:
+                if length is None:
+                    break
                 raise LibvirtModuleError(
-                    "The source ended after %d of %d bytes while uploading to %s."
-                    % (length - remaining, length, vol.name())
+                    "The source ended after %d of %d bytes while uploading to %s." % (sent_total, length, vol.name())
                 )
             sent = 0
             while sent < len(chunk):
                 sent += stream.send(chunk[sent:])
-            remaining -= len(chunk)
+            sent_total += len(chunk)
         stream.finish()
     except BaseException:
         with contextlib.suppress(libvirt.libvirtError):
             stream.abort()
         raise
+    return sent_total
 
 
 def upload_bytes(conn, pool, name, data, fmt="raw"):
@@ -157,26 +165,39 @@ def upload_bytes(conn, pool, name, data, fmt="raw"):
     return vol
 
 
-def download_bytes(conn, vol, limit=64 * 1024 * 1024):
-    """Read a (small) volume's content through virStorageVolDownload."""
-    length = vol.info()[1]
-    if length > limit:
-        raise LibvirtModuleError("The volume %s is larger than %d bytes." % (vol.name(), limit))
+def download_stream(conn, vol, consume, length=0):
+    """Pass a volume's content (its first ``length`` bytes, or all of it with
+    0) to ``consume`` chunk by chunk through virStorageVolDownload."""
     stream = conn.newStream(0)
     vol.download(stream, 0, length, 0)
-    parts = []
     try:
         while True:
             chunk = stream.recv(UPLOAD_CHUNK)
             if chunk in (-2, None) or not chunk:
                 break
-            parts.append(chunk)
+            consume(chunk)
         stream.finish()
     except BaseException:
         with contextlib.suppress(libvirt.libvirtError):
             stream.abort()
         raise
+
+
+def download_bytes(conn, vol, limit=64 * 1024 * 1024):
+    """Read a (small) volume's content through virStorageVolDownload."""
+    length = vol.info()[1]
+    if length > limit:
+        raise LibvirtModuleError("The volume %s is larger than %d bytes." % (vol.name(), limit))
+    parts = []
+    download_stream(conn, vol, parts.append, length)
     return b"".join(parts)
+
+
+def download_sha256(conn, vol):
+    """SHA-256 (hex) of a volume's whole content, read through the stream API."""
+    digest = hashlib.sha256()
+    download_stream(conn, vol, digest.update)
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------
@@ -222,3 +243,170 @@ def overlays_first(volumes):
         return depth[path]
 
     return [by_path[p] for p in sorted(by_path, key=lambda p: (-depth_of(p), p))]
+
+
+# ---------------------------------------------------------------------------
+# Volumes: backing chains, who builds on a volume, image headers
+# ---------------------------------------------------------------------------
+
+
+def backing_chain(conn, vol):
+    """The files ``vol`` is built on, nearest first: path, format, and the
+    volume and pool where the file is a volume of an active pool (else None)."""
+    chain = []
+    seen = {vol.path()}
+    node = parse_xml(vol.XMLDesc(0)).find("./backingStore")
+    while node is not None and node.findtext("./path"):
+        path = node.findtext("./path")
+        fmt = node.find("./format")
+        base = lookup(conn.storageVolLookupByPath, path)
+        chain.append(
+            dict(
+                path=path,
+                format=fmt.get("type") if fmt is not None else None,
+                volume=base.name() if base is not None else None,
+                pool=base.storagePoolLookupByVolume().name() if base is not None else None,
+            )
+        )
+        if base is None or path in seen:
+            break
+        seen.add(path)
+        node = parse_xml(base.XMLDesc(0)).find("./backingStore")
+    return chain
+
+
+def volumes_backed_by(conn, path):
+    """``pool/volume`` names of the volumes (in active pools) whose backing file is ``path``."""
+    users = []
+    for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+        for vol in pool.listAllVolumes(0):
+            if vol.path() != path and backing_path(vol) == path:
+                users.append("%s/%s" % (pool.name(), vol.name()))
+    return sorted(users)
+
+
+def running_disk(conn, path, pool_name=None, volume_name=None):
+    """``(domain, target dev)`` of a running domain with a disk on the volume, or ``(None, None)``."""
+    for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+        for disk in parse_xml(dom.XMLDesc(0)).findall("./devices/disk"):
+            source, target = disk.find("./source"), disk.find("./target")
+            if source is None or target is None:
+                continue
+            by_path = path in (source.get("file"), source.get("dev"))
+            by_name = volume_name is not None and (source.get("pool"), source.get("volume")) == (pool_name, volume_name)
+            if by_path or by_name:
+                return dom, target.get("dev")
+    return None, None
+
+
+# Magic numbers of the image formats QEMU would interpret (offset, bytes, format).
+_IMAGE_MAGICS = (
+    (0, b"QFI\xfb", "qcow2"),
+    (0, b"QED\x00", "qed"),
+    (0, b"KDMV", "vmdk"),
+    (0, b"# Disk DescriptorFile", "vmdk"),
+    (0, b"vhdxfile", "vhdx"),
+    (0, b"conectix", "vpc"),
+    (0, b"LUKS\xba\xbe", "luks"),
+    (0, b"WithoutFreeSpace", "parallels"),
+    (0, b"WithouFreSpacExt", "parallels"),
+    (0x40, b"\x7f\x10\xda\xbe", "vdi"),
+)
+
+# qcow2 incompatible feature bits that make an image unfit to import.
+_QCOW2_CORRUPT = 1 << 1
+_QCOW2_EXTERNAL_DATA_FILE = 1 << 2
+
+
+def probe_image(head, length=None):
+    """What the first bytes of an image say about it.
+
+    Returns a dict: ``format`` (``qcow2``, ``raw`` or another image format
+    QEMU knows), ``virtual_size`` (the disk size a guest sees: the qcow2 header's
+    size, or ``length`` for raw), and ``problem``: None, or a sentence fragment
+    saying why the image must not be imported as it is (a qcow2 image with a
+    backing file or an external data file refers to other files of the host).
+    """
+    fmt = "raw"
+    for offset, magic, name in _IMAGE_MAGICS:
+        if head[offset : offset + len(magic)] == magic:
+            fmt = name
+            break
+    info = dict(format=fmt, virtual_size=length if fmt == "raw" else None, problem=None)
+    if fmt != "qcow2":
+        return info
+    if len(head) < 72:
+        info["problem"] = "its qcow2 header is truncated"
+        return info
+    version, backing_offset = struct.unpack(">IQ", head[4:16])
+    info["virtual_size"] = struct.unpack(">Q", head[24:32])[0]
+    incompatible = struct.unpack(">Q", head[72:80])[0] if version >= 3 and len(head) >= 80 else 0
+    if version < 2:
+        info.update(format="qcow", problem="it is a QCOW version 1 image")
+    elif backing_offset:
+        info["problem"] = "it has a backing file (convert it to a standalone image with qemu-img convert)"
+    elif incompatible & _QCOW2_EXTERNAL_DATA_FILE:
+        info["problem"] = "it keeps its data in an external data file"
+    elif incompatible & _QCOW2_CORRUPT:
+        info["problem"] = "its header marks it as corrupt"
+    return info
+
+
+def format_family(fmt):
+    """How QEMU reads a volume of pool format ``fmt``: ISO images and unknown
+    content are read as raw."""
+    return "raw" if fmt in (None, "", "raw", "iso", "none", "auto") else fmt
+
+
+def volume_details(conn, vol):
+    """volume_facts plus the pool's name and the whole backing chain."""
+    facts = volume_facts(vol)
+    facts.pop("backing_store", None)
+    facts["pool"] = vol.storagePoolLookupByVolume().name()
+    facts["backing_chain"] = backing_chain(conn, vol)
+    return facts
+
+
+# ---------------------------------------------------------------------------
+# Import records: what a volume was imported from, kept beside it in the pool
+# ---------------------------------------------------------------------------
+
+IMPORT_RECORD_SUFFIX = ".iaas-import.json"
+IMPORT_RECORD_LIMIT = 64 * 1024
+
+
+def import_record_name(name):
+    return name + IMPORT_RECORD_SUFFIX
+
+
+def is_import_record(name):
+    return name.endswith(IMPORT_RECORD_SUFFIX)
+
+
+def read_import_record(conn, pool, name):
+    """The import record of volume ``name`` (a dict), or None when it has none.
+
+    A record that cannot be read back as JSON is returned as
+    ``{"state": "unreadable"}``."""
+    vol = get_volume(pool, import_record_name(name))
+    if vol is None:
+        return None
+    try:
+        record = json.loads(download_bytes(conn, vol, IMPORT_RECORD_LIMIT).decode("utf-8"))
+    except (LibvirtModuleError, ValueError):
+        return dict(state="unreadable")
+    return record if isinstance(record, dict) else dict(state="unreadable")
+
+
+def write_import_record(conn, pool, name, record):
+    data = json.dumps(record, sort_keys=True, indent=1).encode("utf-8") + b"\n"
+    upload_bytes(conn, pool, import_record_name(name), data)
+
+
+def delete_import_record(pool, name):
+    """Delete the record of volume ``name``; True when there was one."""
+    vol = get_volume(pool, import_record_name(name))
+    if vol is None:
+        return False
+    vol.delete(0)
+    return True
