@@ -17,6 +17,7 @@ import struct
 
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     LibvirtModuleError,
+    domain_disk_sources,
     error_message,
     etree,
     libvirt,
@@ -297,6 +298,24 @@ def running_disk(conn, path, pool_name=None, volume_name=None):
             if by_path or by_name:
                 return dom, target.get("dev")
     return None, None
+
+
+def disk_users(conn):
+    """Who uses which disk, for many volumes at once: a dict from a disk's path,
+    and from its ``(pool, volume)``, to the names of the domains (defined or
+    running) with a disk on it."""
+    users = {}
+    for dom in conn.listAllDomains(0):
+        flags = [0] if dom.isActive() else []
+        if dom.isPersistent():
+            flags.append(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        for flag in flags:
+            for src_path, src_pool, src_volume in domain_disk_sources(parse_xml(dom.XMLDesc(flag))):
+                if src_path:
+                    users.setdefault(src_path, set()).add(dom.name())
+                if src_pool and src_volume:
+                    users.setdefault((src_pool, src_volume), set()).add(dom.name())
+    return users
 
 
 # Magic numbers of the image formats QEMU would interpret (offset, bytes, format).
