@@ -87,6 +87,54 @@ def call_with_connection(uri, work):
             conn.close()
 
 
+class ModuleManager:
+    """The common part of a module's manager (STYLE.md: read, compare, apply).
+
+    Holds the module, the connection and the task's parameters, a
+    DifferenceTracker-style ``tracker`` (given by the subclass), what was done
+    (``actions``, ``changed``) and ``warnings`` for :func:`run_manager` to pass on.
+    A subclass implements ``run()`` and returns the module's result.
+    """
+
+    def __init__(self, module, conn):
+        self.module = module
+        self.conn = conn
+        self.params = module.params
+        self.name = module.params.get("name")
+        self.check = module.check_mode
+        self.actions = []
+        self.changed = False
+        self.warnings = []
+
+    def act(self, action):
+        """Record ``action`` (also in check mode, where it is only predicted)."""
+        self.actions.append(action)
+        self.changed = True
+
+    def run(self):
+        raise NotImplementedError
+
+
+def run_manager(module, manager_class):
+    """Run ``manager_class(module, conn).run()`` on a connection to ``module.params['uri']``.
+
+    Returns ``(manager, result, error)``: the manager (None when no connection
+    was made), what ``run()`` returned, and the one-sentence error or None. The
+    manager's warnings go to ``module.warn``.
+    """
+    made = []
+
+    def work(conn):
+        made.append(manager_class(module, conn))
+        return made[0].run()
+
+    result, error = call_with_connection(module.params["uri"], work)
+    manager = made[0] if made else None
+    for warning in getattr(manager, "warnings", None) or []:
+        module.warn(warning)
+    return manager, result, error
+
+
 def error_message(exc):
     """Return libvirt's message for ``exc`` as one sentence."""
     msg = None

@@ -393,12 +393,13 @@ from ansible_collections.iaas.kvm.plugins.module_utils._diff import DifferenceTr
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     URI_ARGUMENT_SPEC,
     LibvirtModuleError,
-    call_with_connection,
+    ModuleManager,
     check_libraries,
     domains_using_network,
     error_message,
     libvirt,
     lookup,
+    run_manager,
     to_xml,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._network import (
@@ -481,22 +482,15 @@ def argument_spec():
     return spec
 
 
-class NetworkManager:
+class NetworkManager(ModuleManager):
     """Reads the network, compares it with the task, and converges it."""
 
     def __init__(self, module, conn):
-        self.module = module
-        self.conn = conn
-        self.params = module.params
-        self.name = module.params["name"]
-        self.check = module.check_mode
+        super().__init__(module, conn)
         self.tracker = DifferenceTracker()
-        self.actions = []
-        self.changed = False
         self.restart_required = False
         self.reattached = []
         self.diff = None
-        self.warnings = []
 
     # --- input ---------------------------------------------------------------
 
@@ -537,10 +531,6 @@ class NetworkManager:
             )
 
     # --- actions -------------------------------------------------------------
-
-    def act(self, action):
-        self.actions.append(action)
-        self.changed = True
 
     def define(self, tree):
         xml = to_xml(tree)
@@ -745,16 +735,7 @@ def main():
         supports_check_mode=True,
     )
     check_libraries(module)
-    managers = []
-
-    def work(conn):
-        managers.append(NetworkManager(module, conn))
-        return managers[0].run()
-
-    result, error = call_with_connection(module.params["uri"], work)
-    manager = managers[0] if managers else None
-    for warning in manager.warnings if manager else []:
-        module.warn(warning)
+    manager, result, error = run_manager(module, NetworkManager)
     if error:
         module.fail_json(
             msg=error,

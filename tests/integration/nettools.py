@@ -81,3 +81,26 @@ def in_root_namespace(name):
 def dnsmasq_pid(name):
     path = Path("/run/libvirt/network/%s.pid" % name)
     return int(path.read_text().strip()) if path.exists() else None
+
+
+def nat_spec(name, bridge, third, reservations=(), dns_hosts=(), start=100, end=199, lease_time="10m", **extra):
+    """kvm_network options of a NAT network on 192.168.<third>.0/24 with domain lab.test."""
+    spec = dict(
+        name=name,
+        mode="nat",
+        bridge=bridge,
+        domain="lab.test",
+        ipv4=dict(
+            address="192.168.%d.1" % third,
+            prefix=24,
+            dhcp=dict(
+                start="192.168.%d.%d" % (third, start),
+                end="192.168.%d.%d" % (third, end),
+                lease_time=lease_time,
+                hosts=list(reservations),
+            ),
+        ),
+        dns=dict(hosts=list(dns_hosts)),
+    )
+    spec.update(extra)
+    return spec

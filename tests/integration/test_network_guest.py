@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import LAB_NETNS, lab_run, ssh_command, wait_for_ssh
-from tests.integration.nettools import kvm_network, kvm_network_info, link, networks, ports
+from tests.integration.nettools import kvm_network, kvm_network_info, link, nat_spec, networks, ports
 
 __all__ = ["networks"]  # a fixture
 
@@ -35,24 +35,8 @@ NETPROBE = str(Path(__file__).with_name("netprobe.py"))
 
 
 def spec_for(name, bridge, third, reservations=(), dns_hosts=(), start=100, end=199):
-    return dict(
-        name=name,
-        mode="nat",
-        bridge=bridge,
-        domain="lab.test",
-        ipv4=dict(
-            address="192.168.%d.1" % third,
-            prefix=24,
-            dhcp=dict(
-                start="192.168.%d.%d" % (third, start),
-                end="192.168.%d.%d" % (third, end),
-                # dnsmasq's shortest lease: the guest follows a forced subnet change within it
-                lease_time="2m",
-                hosts=list(reservations),
-            ),
-        ),
-        dns=dict(hosts=list(dns_hosts)),
-    )
+    # dnsmasq's shortest lease: the guest follows a forced subnet change within it
+    return nat_spec(name, bridge, third, reservations, dns_hosts, start, end, lease_time="2m")
 
 
 def start_probes(guest, ip, seconds):

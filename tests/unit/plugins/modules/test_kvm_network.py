@@ -13,9 +13,8 @@ import libvirt
 import pytest
 
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import parse_xml
-from ansible_collections.iaas.kvm.plugins.module_utils._network import (
-    parse_network,
-)
+from ansible_collections.iaas.kvm.plugins.module_utils._network import parse_network
+from tests.network_cases import BAD_NETWORK_INPUTS
 
 URI = "test:///default"
 
@@ -290,66 +289,7 @@ def test_mode_change_keeps_uuid_and_other_elements(conn, net_name, run_module):
 
 
 BAD = [
-    (
-        "DHCP range outside the subnet",
-        dict(ipv4=dict(address="192.168.150.1", dhcp=dict(start="192.168.151.10", end="192.168.151.20"))),
-        "The DHCP range start 192.168.151.10 is outside the subnet 192.168.150.0/24.",
-    ),
-    (
-        "reservation IP outside the subnet",
-        dict(
-            ipv4=dict(
-                address="192.168.150.1",
-                dhcp=dict(
-                    start="192.168.150.100",
-                    end="192.168.150.199",
-                    hosts=[dict(mac="52:54:00:00:00:01", ip="192.168.155.10")],
-                ),
-            )
-        ),
-        "The reservation address 192.168.155.10 is outside the subnet 192.168.150.0/24.",
-    ),
-    (
-        "duplicate MAC",
-        dict(
-            ipv4=dict(
-                address="192.168.150.1",
-                dhcp=dict(
-                    start="192.168.150.100",
-                    end="192.168.150.199",
-                    hosts=[
-                        dict(mac="52:54:00:00:00:01", ip="192.168.150.10"),
-                        dict(mac="52:54:00:00:00:01", ip="192.168.150.11"),
-                    ],
-                ),
-            )
-        ),
-        "The reservations ipv4.dhcp.hosts[0] and ipv4.dhcp.hosts[1] have the same mac 52:54:00:00:00:01.",
-    ),
-    (
-        "invalid MAC",
-        dict(
-            ipv4=dict(
-                address="192.168.150.1",
-                dhcp=dict(
-                    start="192.168.150.100", end="192.168.150.199", hosts=[dict(mac="52:54:00:zz", ip="192.168.150.10")]
-                ),
-            )
-        ),
-        "'52:54:00:zz' is not a MAC address such as 52:54:00:12:34:56.",
-    ),
-    ("prefix 33", dict(ipv4=dict(address="192.168.150.1", prefix=33)), "not a prefix length between 0 and 32"),
-    ("unknown mode", dict(mode="macvtap", ipv4=dict(address="192.168.150.1")), "value of mode must be one of"),
-    (
-        "bridge name over 15 characters",
-        dict(bridge="iaastest-bridge0", ipv4=dict(address="192.168.150.1")),
-        "The bridge name 'iaastest-bridge0' is 16 characters long; Linux allows at most 15.",
-    ),
-    (
-        "mode bridge without an existing bridge",
-        dict(mode="bridge", bridge="iaastnobr0"),
-        "mode bridge needs an existing host bridge, but the hypervisor has no interface named iaastnobr0.",
-    ),
+    *BAD_NETWORK_INPUTS,
     (
         "mode bridge on an interface that is not a bridge",
         dict(mode="bridge", bridge="eth1"),
@@ -359,11 +299,6 @@ BAD = [
         "a libvirt bridge named like a host interface",
         dict(bridge="eth1", ipv4=dict(address="192.168.150.1")),
         "The hypervisor already has an interface named eth1",
-    ),
-    (
-        "a libvirt bridge that another network uses",
-        dict(bridge="virbr0", ipv4=dict(address="192.168.150.1")),
-        "The bridge name virbr0 is already used by network default.",
     ),
     ("xml with another name", dict(xml="<network><name>other</name></network>"), "defines network 'other'"),
     ("xml and a spec option", dict(xml="<network/>", mtu=1500), "parameters are mutually exclusive: xml|mtu"),
