@@ -39,7 +39,7 @@ def validate_name(name, what="volume name"):
         raise LibvirtModuleError("The %s %r must not contain path separators or '..'." % (what, name))
     if ".." in name:
         raise LibvirtModuleError("The %s %r must not contain '..'." % (what, name))
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise LibvirtModuleError(
             "The %s %r may hold only letters, digits and _ . + : @ - (up to 255 characters, "
             "not starting with a dot or dash)." % (what, name)

@@ -286,7 +286,7 @@ class PoolManager:
             self.path_in_use(path)
             return self.create(path)
 
-        tree = parse_xml(pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE))
+        tree = parse_xml(pool.XMLDesc(0))
         have_path = tree.findtext("./target/path")
         if path is not None:
             if tree.get("type") != "dir":

@@ -499,7 +499,8 @@ class VolumeManager:
         if base is None:
             raise LibvirtModuleError("The backing volume %s does not exist in storage pool %s." % (name, pool_name))
         facts = volume_details(self.conn, base)
-        if format_family(facts["format"]) not in ("qcow2", "raw"):
+        # An ISO image reads as raw, but a disk built on one is a mistake.
+        if facts["format"] not in ("qcow2", "raw"):
             raise LibvirtModuleError(
                 "The backing volume %s/%s is a %s volume; a linked clone needs a qcow2 or raw base."
                 % (pool_name, name, facts["format"])
