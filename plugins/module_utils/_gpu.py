@@ -1,0 +1,555 @@
+# -*- coding: utf-8 -*-
+# Copyright: iaas.kvm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""GPUs for passthrough: facts, the safety checks, and the plan of sysfs writes.
+
+Shared by kvm_gpu_info (facts and the refusals a request would meet) and
+kvm_gpu_passthrough (which binds). All host I/O goes through
+:class:`~._sysfs.Sysfs` (the sysfs root) and, for the boot-time configuration,
+files below the ``root`` prefix; commands run through a callable the module
+passes in.
+
+The rules (DESIGN.md, "GPU groups"): the other functions of a requested slot
+join the request; PCI bridges in an IOMMU group stay on their driver; any other
+device of the group on a host driver (not vfio-pci or pci-stub) makes the
+request fail unless it is requested too.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+
+from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
+    call_with_connection,
+    domains_using_pci,
+    normalise_pci_address,
+    to_xml,
+)
+from ansible_collections.iaas.kvm.plugins.module_utils._pci import hostdev_element, slot_of
+from ansible_collections.iaas.kvm.plugins.module_utils._sysfs import (
+    HOST_PROBE_TIMEOUT,
+    SysfsError,
+    iommu_state,
+    kernel_cmdline,
+    pci_names,
+)
+
+VFIO_DRIVER = "vfio-pci"
+# Drivers that leave a device harmless to the rest of a group that goes to a guest.
+VFIO_COMPATIBLE_DRIVERS = (VFIO_DRIVER, "pci-stub")
+DISPLAY_CLASSES = {0x0300: "VGA compatible controller", 0x0302: "3D controller"}
+# PCI-to-PCI bridges (normal and subtractive decode) stay on their driver (pcieport).
+BRIDGE_CLASSES = (0x0604, 0x0609)
+VENDOR_ALIASES = {"nvidia": "10de", "amd": "1002", "ati": "1002", "intel": "8086"}
+
+PERSISTENT_FILE = os.path.join("etc", "modprobe.d", "iaas-kvm-vfio.conf")
+_MODULE_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_DEVICE_LINE_RE = re.compile(r"^# device ([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) (\S+)$")
+# Where the module looks for the tools it runs, below ``root``.
+_TOOL_DIRS = ("usr/sbin", "sbin", "usr/bin", "bin")
+
+
+class GpuError(Exception):
+    """A request the module cannot or must not carry out, as a sentence."""
+
+
+def _base_class(device):
+    return (device.get("pci_class") or 0) >> 8
+
+
+def is_display(device):
+    return _base_class(device) in DISPLAY_CLASSES
+
+
+def is_bridge(device):
+    return _base_class(device) in BRIDGE_CLASSES
+
+
+def mmio64_mb(total_bytes):
+    """The 64-bit MMIO window (MiB) for BARs of ``total_bytes``: rounded up to a power of two."""
+    if not total_bytes:
+        return None
+    mib = -(-total_bytes // (1024 * 1024))
+    size = 1
+    while size < mib:
+        size *= 2
+    return size
+
+
+def normalise_vendor(value):
+    """``10de`` for ``nvidia``, ``0x10de`` or ``10DE``; GpuError for anything else."""
+    text = str(value).strip().lower()
+    text = VENDOR_ALIASES.get(text, text)
+    if text.startswith("0x"):
+        text = text[2:]
+    if not re.match(r"^[0-9a-f]{4}$", text):
+        raise GpuError(
+            "selector.vendor %r is not a PCI vendor ID such as 10de or a name among %s."
+            % (value, ", ".join(sorted(VENDOR_ALIASES)))
+        )
+    return text
+
+
+def normalise_device_id(value):
+    text = str(value).strip().lower()
+    if text.startswith("0x"):
+        text = text[2:]
+    if not re.match(r"^[0-9a-f]{4}$", text):
+        raise GpuError("selector.device %r is not a PCI device ID such as 2330." % (value,))
+    return text
+
+
+class HostView:
+    """One reading of the host: every PCI function, the IOMMU groups and state, the command line."""
+
+    def __init__(self, sysfs, root="/"):
+        self.sysfs = sysfs
+        self.root = root
+        self.cmdline = kernel_cmdline(root)
+        self.iommu = iommu_state(sysfs, self.cmdline)
+        self.devices = {address: sysfs.device(address) for address in sysfs.addresses()}
+        self.groups = sysfs.iommu_groups()
+
+    def require(self, address):
+        """The device at ``address`` (normalised), or GpuError."""
+        try:
+            address = normalise_pci_address(address)
+        except ValueError as exc:
+            raise GpuError(str(exc)) from exc
+        if address not in self.devices:
+            raise GpuError("There is no PCI device %s on this host (%s)." % (address, self.sysfs.path("bus", "pci")))
+        return address
+
+    def gpus(self):
+        return sorted(a for a, d in self.devices.items() if is_display(d))
+
+    def slot_functions(self, address):
+        """Every function of ``address``'s slot except bridges, sorted (the GPU's audio, USB-C...).
+
+        SR-IOV virtual functions stand alone: they share a slot with their
+        physical function (or with each other) without belonging together.
+        """
+        if self.devices[address]["physfn"]:
+            return [address]
+        slot = slot_of(address)
+        return sorted(a for a, d in self.devices.items() if slot_of(a) == slot and not is_bridge(d) and not d["physfn"])
+
+    def group_members(self, address):
+        group = self.devices[address]["iommu_group"]
+        if group is None:
+            return []
+        return sorted(self.groups.get(group, []))
+
+    def vfio_loaded(self):
+        return self.sysfs.driver_loaded(VFIO_DRIVER)
+
+
+# -- facts -------------------------------------------------------------------------
+
+
+def _member_facts(view, address, requested):
+    device = view.devices.get(address) or {}
+    return dict(
+        address=address,
+        vendor_id=device.get("vendor_id"),
+        device_id=device.get("device_id"),
+        pci_class="0x%06x" % device["pci_class"] if device.get("pci_class") is not None else None,
+        driver=device.get("driver"),
+        bridge=is_bridge(device),
+        same_slot=slot_of(address) in [slot_of(a) for a in requested],
+    )
+
+
+def hostdev_snippet(view, address):
+    """``<hostdev>`` elements for every function of the GPU's slot, as kvm_vm's ``gpus`` makes them:
+    managed='no' for a function already on vfio-pci, managed='yes' (libvirt binds it) otherwise."""
+    return "".join(
+        to_xml(hostdev_element(function, managed=view.devices[function]["driver"] != VFIO_DRIVER))
+        for function in view.slot_functions(address)
+    )
+
+
+def gpu_facts(view, address, names, used_by=None):
+    """The facts kvm_gpu_info returns for one GPU."""
+    device = view.devices[address]
+    functions = view.slot_functions(address)
+    bar64 = sum(b["size"] for b in device["bars"] if b["is_64bit"])
+    slot_bar64 = sum(b["size"] for f in functions for b in view.devices[f]["bars"] if b["is_64bit"])
+    sriov = None
+    if device["sriov_total_vfs"]:
+        sriov = dict(total_vfs=device["sriov_total_vfs"], num_vfs=device["sriov_num_vfs"] or 0)
+    members = [_member_facts(view, m, [address]) for m in view.group_members(address)]
+    vendor, device_id = device["vendor_id"], device["device_id"]
+    refusals = binding_refusals(view, functions, allow_boot_vga=False, allow_acs_override=False)
+    if used_by:
+        refusals.append(guest_refusal(address, used_by))
+    return dict(
+        address=address,
+        slot=slot_of(address),
+        vendor_id=vendor,
+        device_id=device_id,
+        subsystem_vendor_id=device["subsystem_vendor_id"],
+        subsystem_device_id=device["subsystem_device_id"],
+        vendor_name=names.get((vendor,)),
+        device_name=names.get((vendor, device_id)),
+        pci_class="0x%06x" % device["pci_class"],
+        class_name=DISPLAY_CLASSES[_base_class(device)],
+        driver=device["driver"],
+        driver_override=device["driver_override"],
+        functions=[_member_facts(view, f, [address]) for f in functions],
+        iommu_group=device["iommu_group"],
+        iommu_group_members=members,
+        numa_node=device["numa_node"],
+        local_cpus=device["local_cpus"],
+        boot_vga=device["boot_vga"],
+        reset_methods=device["reset_methods"],
+        bars=device["bars"],
+        bar64_bytes=bar64,
+        mmio64_mb=mmio64_mb(slot_bar64),
+        sriov=sriov,
+        physfn=device["physfn"],
+        mdev_types=device["mdev_types"],
+        used_by=used_by,
+        passthrough_ready=not refusals,
+        refusals=refusals,
+        hostdev_xml=hostdev_snippet(view, address),
+    )
+
+
+def gather_gpus(view, users=None):
+    """Facts of every GPU and the 64-bit MMIO window that all of them together need."""
+    addresses = view.gpus()
+    wanted = set()
+    for address in addresses:
+        device = view.devices[address]
+        wanted.add((device["vendor_id"], device["device_id"]))
+    names = pci_names(view.root, wanted)
+    gpus = [gpu_facts(view, a, names, None if users is None else users.get(a, [])) for a in addresses]
+    total = sum(
+        b["size"] for gpu in gpus for f in gpu["functions"] for b in view.devices[f["address"]]["bars"] if b["is_64bit"]
+    )
+    return gpus, mmio64_mb(total)
+
+
+# -- requests --------------------------------------------------------------------------
+
+
+def select_gpus(view, selector, state):
+    """GPUs (physical functions) matching ``selector``; with ``count``, those already in
+    ``state`` first, then by address, so a second run picks the same ones."""
+    vendor = normalise_vendor(selector["vendor"]) if selector.get("vendor") else None
+    device_id = normalise_device_id(selector["device"]) if selector.get("device") else None
+    node = selector.get("numa_node")
+    matches = []
+    for address in view.gpus():
+        device = view.devices[address]
+        if device["physfn"]:
+            continue
+        if vendor and device["vendor_id"] != vendor:
+            continue
+        if device_id and device["device_id"] != device_id:
+            continue
+        if node is not None and device["numa_node"] != node:
+            continue
+        matches.append(address)
+    count = selector.get("count")
+    if count is None:
+        if not matches:
+            raise GpuError("The selector %s matches no GPU on this host." % _describe(selector))
+        return matches
+    if count > len(matches):
+        raise GpuError(
+            "The selector %s matches %d GPU(s) (%s), fewer than count %d."
+            % (_describe(selector), len(matches), ", ".join(matches) or "none", count)
+        )
+
+    def in_state(address):
+        on_vfio = view.devices[address]["driver"] == VFIO_DRIVER
+        return on_vfio if state == "vfio" else not on_vfio
+
+    ordered = sorted(matches, key=lambda a: (not in_state(a), a))
+    return sorted(ordered[:count])
+
+
+def _describe(selector):
+    parts = [
+        "%s=%s" % (k, selector[k]) for k in ("vendor", "device", "numa_node", "count") if selector.get(k) is not None
+    ]
+    return "(%s)" % (", ".join(parts) or "any GPU")
+
+
+def resolve_request(view, devices=None, selector=None, state="vfio"):
+    """The requested addresses and the targets: every function of their slots."""
+    if devices is not None:
+        requested = []
+        for given in devices:
+            address = view.require(given)
+            if is_bridge(view.devices[address]):
+                raise GpuError("%s is a PCI bridge; bridges stay on their driver." % address)
+            if address not in requested:
+                requested.append(address)
+    else:
+        requested = select_gpus(view, selector, state)
+    targets = []
+    for address in requested:
+        for function in view.slot_functions(address):
+            if function not in targets:
+                targets.append(function)
+    return sorted(requested), sorted(targets)
+
+
+def _device_words(view, address):
+    device = view.devices[address]
+    return "%s (class 0x%06x, on %s)" % (
+        address,
+        device["pci_class"] or 0,
+        "driver %s" % device["driver"] if device["driver"] else "no driver",
+    )
+
+
+def binding_refusals(view, targets, allow_boot_vga, allow_acs_override):
+    """Sentences that forbid binding ``targets`` to vfio-pci; empty when it is safe."""
+    names = ", ".join(targets)
+    if not view.iommu["enabled"]:
+        return [
+            "Refusing to bind %s to vfio-pci: the IOMMU is off (%s); turn on VT-d or AMD-Vi in the firmware "
+            "and intel_iommu=on or amd_iommu=on on the kernel command line (the iaas.kvm.gpu_host role does), "
+            "then reboot." % (names, view.iommu["evidence"].rstrip("."))
+        ]
+    refusals = []
+    acs = view.iommu["acs_override"]
+    if acs is not None and not allow_acs_override:
+        refusals.append(
+            "Refusing to bind %s to vfio-pci: the kernel runs with pcie_acs_override=%s, which splits IOMMU "
+            "groups without isolation in hardware; set allow_acs_override to accept that." % (names, acs)
+        )
+    seen_groups = set()
+    for address in targets:
+        device = view.devices[address]
+        if device["boot_vga"] and not allow_boot_vga:
+            refusals.append(
+                "Refusing to bind %s to vfio-pci: it is the boot VGA device, the host's console; "
+                "set allow_boot_vga to take it anyway." % address
+            )
+        if device["sriov_num_vfs"]:
+            refusals.append(
+                "Refusing to bind %s to vfio-pci: it is an SR-IOV physical function with %d virtual functions "
+                "enabled; set its sriov_numvfs to 0 first, or pass a virtual function instead."
+                % (address, device["sriov_num_vfs"])
+            )
+        group = device["iommu_group"]
+        if group is None:
+            refusals.append(
+                "Refusing to bind %s to vfio-pci: it has no IOMMU group although the IOMMU is on." % address
+            )
+            continue
+        if group in seen_groups:
+            continue
+        seen_groups.add(group)
+        for member in view.group_members(address):
+            if member in targets:
+                continue
+            other = view.devices.get(member)
+            if other is None or is_bridge(other) or other["driver"] in (None, *VFIO_COMPATIBLE_DRIVERS):
+                continue
+            refusals.append(
+                "Refusing to bind %s to vfio-pci: IOMMU group %d is not viable, it also holds %s, which would "
+                "have to leave the host too; list it in devices as well or move the card to another slot."
+                % (address, group, _device_words(view, member))
+            )
+    return refusals
+
+
+def guests_using(uri, addresses):
+    """``({address: [running guests]}, None)``, or ``(None, sentence)`` when libvirt at ``uri`` cannot be asked."""
+    return call_with_connection(uri, lambda conn: {a: domains_using_pci(conn, a) for a in addresses})
+
+
+def guest_refusal(address, users):
+    return "Refusing to change the driver of %s: the running guest(s) %s use it; stop them first." % (
+        address,
+        ", ".join(users),
+    )
+
+
+def vfio_load_refusal(view):
+    """A sentence when vfio-pci is not loaded and the module must not load it (a root prefix)."""
+    if view.vfio_loaded() or view.root == "/":
+        return None
+    return "The vfio-pci driver is not loaded (no %s) and the module loads it only when root is /." % (
+        view.sysfs.path("bus", "pci", "drivers", VFIO_DRIVER)
+    )
+
+
+# -- the plan of writes ---------------------------------------------------------------
+
+
+def binding_state(device):
+    return dict(driver=device["driver"], driver_override=device["driver_override"])
+
+
+def plan_binding(view, targets, state):
+    """``(steps, predicted)``: the sysfs writes that bring ``targets`` to ``state`` (each a dict
+    with address, path, value and what to wait for after it) and the binding they lead to."""
+    sysfs = view.sysfs
+    steps = []
+    predicted = {}
+    for address in targets:
+        device = view.devices[address]
+        driver, override = device["driver"], device["driver_override"]
+        after = binding_state(device)
+        if state == "vfio":
+            if override != VFIO_DRIVER:
+                steps.append(dict(address=address, path=sysfs.override_path(address), value=VFIO_DRIVER, wait=None))
+            if driver != VFIO_DRIVER:
+                if driver:
+                    steps.append(dict(address=address, path=sysfs.unbind_path(driver), value=address, wait="unbound"))
+                steps.append(dict(address=address, path=sysfs.probe_path(), value=address, wait="vfio"))
+            after = dict(driver=VFIO_DRIVER, driver_override=VFIO_DRIVER)
+        else:
+            if override is not None:
+                # A lone newline clears driver_override (an empty write would not reach the kernel).
+                steps.append(dict(address=address, path=sysfs.override_path(address), value="\n", wait=None))
+                after["driver_override"] = None
+            if driver in VFIO_COMPATIBLE_DRIVERS:
+                steps.append(dict(address=address, path=sysfs.unbind_path(driver), value=address, wait="unbound"))
+            if driver in VFIO_COMPATIBLE_DRIVERS or (driver is None and override is not None):
+                steps.append(dict(address=address, path=sysfs.probe_path(), value=address, wait="host"))
+                # Which host driver claims it is the kernel's choice; unknown until it probes.
+                after["driver"] = None
+        predicted[address] = after
+    return steps, predicted
+
+
+def run_steps(sysfs, steps, done):
+    """Carry out ``steps`` in order, waiting for the kernel after each bind or unbind.
+
+    Appends each write to ``done`` as it happens (so a failure still reports
+    what was written) and returns the addresses no host driver claimed.
+    """
+    unclaimed = []
+    for step in steps:
+        sysfs.write(step["path"], step["value"])
+        done.append(dict(path=step["path"], value=step["value"]))
+        address = step["address"]
+        if step["wait"] == "unbound":
+            sysfs.wait_for_driver(address, lambda driver: driver is None)
+        elif step["wait"] == "vfio":
+            sysfs.wait_for_driver(address, lambda driver: driver == VFIO_DRIVER)
+        elif step["wait"] == "host":
+            try:
+                sysfs.wait_for_driver(address, lambda driver: driver is not None, timeout=HOST_PROBE_TIMEOUT)
+            except SysfsError:
+                unclaimed.append(address)
+    return unclaimed
+
+
+# -- the boot-time configuration (persistent: true) -------------------------------------
+
+
+def persistent_path(root):
+    return os.path.join(root, PERSISTENT_FILE)
+
+
+def read_persistent(path):
+    """``{address: host module or None}`` from the module's modprobe.d file (empty when absent)."""
+    entries = {}
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return entries
+    for line in lines:
+        match = _DEVICE_LINE_RE.match(line.strip())
+        if match:
+            module = match.group(2)
+            entries[match.group(1)] = None if module == "-" else module
+    return entries
+
+
+def read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def render_persistent(entries):
+    """The modprobe.d file for ``entries``, or None when no device is left.
+
+    Per address, not per vendor:device ID, so that four of eight identical GPUs
+    can stay on the host. When modprobe loads vfio-pci, its ``install`` command
+    first sets driver_override of each listed function, so vfio-pci claims
+    them as it loads; a ``softdep`` makes each host driver load vfio-pci first.
+    """
+    if not entries:
+        return None
+    addresses = sorted(entries)
+    modules = sorted({m for m in entries.values() if m and m != "vfio_pci"})
+    lines = [
+        "# Managed by iaas.kvm.kvm_gpu_passthrough (persistent: true); changes here are overwritten.",
+        "# vfio-pci claims these PCI functions at boot: its install command sets their driver_override",
+        "# before it loads, and their host drivers load vfio-pci first (softdep).",
+    ]
+    lines.extend("# device %s %s" % (a, entries[a] or "-") for a in addresses)
+    lines.extend("softdep %s pre: vfio-pci" % m for m in modules)
+    lines.append(
+        "install vfio-pci for dev in %s; do if [ -e /sys/bus/pci/devices/$dev/driver_override ]; then "
+        "echo vfio-pci > /sys/bus/pci/devices/$dev/driver_override; fi; done; "
+        "/sbin/modprobe --ignore-install vfio-pci $CMDLINE_OPTS" % " ".join(addresses)
+    )
+    return "\n".join(lines) + "\n"
+
+
+def host_module(view, address):
+    """The kernel module of the driver that holds ``address`` now, unless it is vfio-pci or built in."""
+    driver = view.devices[address]["driver"]
+    if not driver or driver in VFIO_COMPATIBLE_DRIVERS:
+        return None
+    module = view.sysfs.driver_module(driver)
+    return module if module and _MODULE_RE.match(module) else None
+
+
+def plan_persistent(view, targets, state):
+    """``(path, before, after)`` texts of the boot-time configuration (None: no file)."""
+    path = persistent_path(view.root)
+    before = read_text(path)
+    entries = read_persistent(path)
+    for address in targets:
+        if state == "vfio":
+            entries[address] = host_module(view, address) or entries.get(address)
+        else:
+            entries.pop(address, None)
+    return path, before, render_persistent(entries)
+
+
+def initramfs_command(root):
+    """The command that rebuilds the initramfs on this host (initramfs-tools or dracut), or None."""
+    for tool, argv in (
+        ("update-initramfs", ["update-initramfs", "-u", "-k", "all"]),
+        ("dracut", ["dracut", "-f", "--regenerate-all"]),
+    ):
+        for directory in _TOOL_DIRS:
+            if os.path.isfile(os.path.join(root, directory, tool)):
+                return argv
+    return None
+
+
+def write_file(path, text):
+    """Write ``text`` to ``path`` atomically (a temporary file renamed over it); None removes it."""
+    if text is None:
+        if os.path.lexists(path):
+            os.remove(path)
+        return
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    temporary = "%s.iaas-kvm-tmp" % path
+    with open(temporary, "w") as handle:
+        handle.write(text)
+    os.chmod(temporary, 0o644)
+    os.rename(temporary, path)
