@@ -1,0 +1,205 @@
+# -*- coding: utf-8 -*-
+"""_sysfs and _gpu against fake hosts, and the fake kernel itself: it must refuse what the
+real kernel refuses, or the module tests prove nothing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ansible_collections.iaas.kvm.plugins.module_utils._gpu import (
+    GpuError,
+    mmio64_mb,
+    normalise_vendor,
+    read_persistent,
+    render_persistent,
+)
+from ansible_collections.iaas.kvm.plugins.module_utils._sysfs import (
+    Sysfs,
+    SysfsError,
+    cmdline_value,
+    iommu_state,
+    kernel_cmdline,
+    pci_names,
+)
+from tests.fakesys import GIB, MIB
+
+
+def write(host, relative, value):
+    with open(host.sys / relative, "w") as handle:
+        handle.write(value)
+
+
+def settle(host, count):
+    """Wait until the fake kernel has handled ``count`` writes in all (events and violations)."""
+    deadline = time.monotonic() + 5
+    while len(host.events) + len(host.violations) < count:
+        assert time.monotonic() < deadline, "the fake kernel did not answer"
+        time.sleep(0.005)
+
+
+# -- the fake kernel enforces the kernel's rules --------------------------------------
+
+
+def test_fake_kernel_refuses_vfio_bind_without_driver_override(fake_host):
+    host = fake_host("gpu_audio")
+    write(host, "bus/pci/drivers/nvidia/unbind", "0000:01:00.0")
+    settle(host, 1)
+    write(host, "bus/pci/drivers/vfio-pci/bind", "0000:01:00.0")
+    settle(host, 2)
+    assert host.driver_of("0000:01:00.0") is None
+    assert host.violations == [
+        "bind 0000:01:00.0 to vfio-pci: the driver does not match the device (driver_override None) (ENODEV)"
+    ]
+
+
+def test_fake_kernel_refuses_unbinding_an_unbound_device(fake_host):
+    host = fake_host("gpu_audio")
+    write(host, "bus/pci/drivers/vfio-pci/unbind", "0000:01:00.0")
+    settle(host, 1)
+    assert host.violations == ["unbind 0000:01:00.0 from vfio-pci: it is bound to nvidia (ENODEV)"]
+    assert host.driver_of("0000:01:00.0") == "nvidia"
+
+
+def test_fake_kernel_refuses_binding_a_bound_device(fake_host):
+    host = fake_host("gpu_audio")
+    write(host, "bus/pci/devices/0000:01:00.0/driver_override", "vfio-pci")
+    write(host, "bus/pci/drivers/vfio-pci/bind", "0000:01:00.0")
+    settle(host, 1)
+    assert host.violations == ["bind 0000:01:00.0 to vfio-pci: it is bound to nvidia already (EBUSY)"]
+
+
+def test_fake_kernel_probe_honours_driver_override(fake_host):
+    host = fake_host("gpu_audio")
+    write(host, "bus/pci/devices/0000:01:00.0/driver_override", "vfio-pci\n")
+    write(host, "bus/pci/drivers/nvidia/unbind", "0000:01:00.0")
+    settle(host, 1)
+    write(host, "bus/pci/drivers_probe", "0000:01:00.0")
+    settle(host, 2)
+    assert host.driver_of("0000:01:00.0") == "vfio-pci"
+    # Without the override the same probe gives it back to the driver whose ID table matches.
+    write(host, "bus/pci/devices/0000:01:00.0/driver_override", "\n")
+    write(host, "bus/pci/drivers/vfio-pci/unbind", "0000:01:00.0")
+    settle(host, 3)
+    write(host, "bus/pci/drivers_probe", "0000:01:00.0")
+    settle(host, 4)
+    assert host.driver_of("0000:01:00.0") == "nvidia"
+    assert host.violations == []
+
+
+def test_fake_kernel_flags_a_reset(fake_host):
+    host = fake_host("gpu_audio")
+    write(host, "bus/pci/devices/0000:01:00.0/reset", "1")
+    settle(host, 1)
+    assert "must never reset or remove" in host.violations[0]
+
+
+# -- reading sysfs ------------------------------------------------------------------------
+
+
+def test_device_facts(fake_host):
+    host = fake_host("hgx")
+    device = Sysfs(str(host.sys)).device("0000:9a:00.0")
+    assert device["vendor_id"] == "10de" and device["device_id"] == "2330"
+    assert device["subsystem_device_id"] == "16c1"
+    assert device["pci_class"] == 0x030200
+    assert device["driver"] == "nvidia" and device["driver_override"] is None
+    assert device["numa_node"] == 1 and device["local_cpus"] == "56-111,168-223"
+    assert device["iommu_group"] == 14
+    assert device["reset_methods"] == ["flr", "bus"]
+    assert device["bars"] == [
+        dict(index=0, size=16 * MIB, is_64bit=False, prefetchable=False),
+        dict(index=1, size=128 * GIB, is_64bit=True, prefetchable=True),
+        dict(index=3, size=32 * MIB, is_64bit=True, prefetchable=True),
+    ]
+    bmc = Sysfs(str(host.sys)).device("0000:03:00.0")
+    assert bmc["boot_vga"] is True and bmc["numa_node"] == 0 and bmc["driver"] is None
+
+
+def test_missing_attributes_read_as_none(fake_host):
+    host = fake_host("iommu_off")
+    sysfs = Sysfs(str(host.sys))
+    device = sysfs.device("0000:01:00.1")
+    assert device["numa_node"] is None  # the kernel shows -1
+    assert device["iommu_group"] is None and device["boot_vga"] is False and device["reset_methods"] == []
+    assert device["sriov_total_vfs"] is None and device["physfn"] is None
+    assert sysfs.iommu_groups() == {} and sysfs.iommu_units() == []
+
+
+def test_write_failure_is_a_sentence(tmp_path):
+    sysfs = Sysfs(str(tmp_path / "iaastest-nosys"))
+    with pytest.raises(
+        SysfsError, match=r"^The kernel refused '0000:01:00.0' written to .*: No such file or directory\.$"
+    ):
+        sysfs.write(sysfs.probe_path(), "0000:01:00.0")
+
+
+def test_iommu_state_and_command_line(fake_host):
+    host = fake_host("gpu_audio")
+    host.set_cmdline("BOOT_IMAGE=/vmlinuz ro quiet intel_iommu=on iommu=pt pcie_acs_override=downstream")
+    cmdline = kernel_cmdline(str(host.root))
+    state = iommu_state(Sysfs(str(host.sys)), cmdline)
+    assert state["enabled"] is True and state["groups"] == 2 and state["units"] == ["dmar0"]
+    assert state["cmdline_flags"] == ["intel_iommu=on", "iommu=pt", "pcie_acs_override=downstream"]
+    assert state["passthrough_mode"] is True and state["acs_override"] == "downstream"
+    assert "2 IOMMU groups under" in state["evidence"]
+    assert cmdline_value("a=1 b a=2", "a") == "2" and cmdline_value("a=1", "b") is None
+
+
+def test_pci_names(tmp_path):
+    ids = tmp_path / "usr/share/misc/pci.ids"
+    ids.parent.mkdir(parents=True)
+    ids.write_text(
+        "# comment\n10de  NVIDIA Corporation\n\t2330  GH100 [H100 SXM5 80GB]\n\t\t10de 16c1  H100 SXM5 80GB\n"
+        "\t2204  GA102 [GeForce RTX 3090]\n1a03  ASPEED Technology, Inc.\n\t2000  ASPEED Graphics Family\n"
+        "C 03  Display controller\n\t02  3D controller\n"
+    )
+    names = pci_names(str(tmp_path), {("10de", "2330"), ("1a03", "2000"), ("8086", "1234")})
+    assert names == {
+        ("10de",): "NVIDIA Corporation",
+        ("10de", "2330"): "GH100 [H100 SXM5 80GB]",
+        ("1a03",): "ASPEED Technology, Inc.",
+        ("1a03", "2000"): "ASPEED Graphics Family",
+    }
+    assert pci_names(str(tmp_path / "iaastest-none"), {("10de", "2330")}) == {}
+
+
+# -- _gpu helpers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "total, expected",
+    [(0, None), (1, 1), (MIB, 1), (MIB + 1, 2), (304 * MIB, 512), (128 * GIB + 32 * MIB, 256 * 1024)],
+)
+def test_mmio64_window(total, expected):
+    assert mmio64_mb(total) == expected
+
+
+@given(st.integers(min_value=1, max_value=2**50))
+def test_mmio64_window_is_the_smallest_power_of_two_that_fits(total):
+    window = mmio64_mb(total)
+    assert window & (window - 1) == 0
+    assert window * MIB >= total
+    assert window == 1 or (window // 2) * MIB < total
+
+
+@pytest.mark.parametrize("given_vendor, expected", [("nvidia", "10de"), ("0x10DE", "10de"), ("AMD", "1002")])
+def test_vendor_names_and_ids(given_vendor, expected):
+    assert normalise_vendor(given_vendor) == expected
+
+
+def test_unknown_vendor_is_refused():
+    with pytest.raises(GpuError, match="is not a PCI vendor ID"):
+        normalise_vendor("matrox")
+
+
+def test_persistent_file_round_trip(tmp_path):
+    entries = {"0000:9a:00.0": "nvidia", "0000:9a:00.1": "snd_hda_intel", "0000:ab:00.0": None}
+    path = tmp_path / "iaastest-vfio.conf"
+    path.write_text(render_persistent(entries))
+    assert read_persistent(str(path)) == entries
+    assert render_persistent({}) is None
+    assert read_persistent(str(tmp_path / "iaastest-absent.conf")) == {}
