@@ -1,0 +1,144 @@
+# -*- coding: utf-8 -*-
+"""The gpu_host role converged with ansible-playbook against fake hosts (tests/fakesys.py):
+a fake /etc, /proc and sysfs below a root prefix, with the fake kernel answering the binds.
+Check mode changes nothing; the first run converges; the second reports changed=0.
+
+The modules run on the hypervisor's Python (/usr/bin/python3 with the distribution's
+python3-libvirt and python3-lxml), as in inventories/local."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fakesys import HGX_NODE0, HGX_NODE1, FakeHost, scenario_gpu_audio, scenario_hgx, scenario_iommu_off
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+INTERPRETER = os.environ.get("IAAS_KVM_TARGET_PYTHON", "/usr/bin/python3")
+
+GRUB = """GRUB_DEFAULT=0
+GRUB_TIMEOUT=5
+GRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`
+GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=off iommu=soft"
+GRUB_CMDLINE_LINUX=""
+"""
+
+
+@pytest.fixture
+def fake_root(tmp_path):
+    hosts = []
+
+    def make(scenario):
+        host = FakeHost(tmp_path / "iaastest-root")
+        scenario(host)
+        host.start()
+        hosts.append(host)
+        return host
+
+    yield make
+    for host in hosts:
+        host.stop()
+
+
+def converge(host, variables, check=False):
+    """Run the role once; return (changed count, output)."""
+    playbook = host.root.parent / "iaastest-gpu-host.yml"
+    lines = ["- name: Converge gpu_host", "  hosts: localhost", "  gather_facts: false", "  roles:"]
+    lines += ["    - role: iaas.kvm.gpu_host", "      vars:", "        gpu_host_root: %s" % host.root]
+    lines += ["        gpu_host_libvirt_uri: 'test:///default'"]
+    lines += ["        %s: %s" % (k, v) for k, v in variables.items()]
+    playbook.write_text("\n".join(lines) + "\n")
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_FORCE_COLOR="0",
+        PATH="%s:%s" % (VENV_BIN, os.environ.get("PATH", "")),
+    )
+    command = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local"]
+    command += ["-e", "ansible_python_interpreter=%s" % INTERPRETER, str(playbook)]
+    if check:
+        command += ["--check", "--diff"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    # The YAML callback folds long messages: compare with the whitespace collapsed.
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 0, result.stdout + result.stderr
+    recap = re.search(r"localhost : ok=\d+ changed=(\d+) unreachable=0 failed=0", output)
+    assert recap, output
+    return int(recap.group(1)), output
+
+
+def test_grub_host_converges_and_binds(fake_root):
+    host = fake_root(scenario_gpu_audio)
+    (host.root / "etc/default/grub").write_text(GRUB)
+    variables = {"gpu_host_devices": '["0000:01:00.0"]', "gpu_host_hugepages": 16}
+
+    before = host.snapshot()
+    changed, output = converge(host, variables, check=True)
+    assert changed > 0
+    assert host.snapshot() == before and host.events == [], "check mode changed the fake host"
+
+    changed, output = converge(host, variables)
+    assert changed > 0 and host.violations == []
+    grub = (host.root / "etc/default/grub").read_text()
+    assert (
+        'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt default_hugepagesz=1G hugepagesz=1G hugepages=16"'
+        in grub.splitlines()
+    )
+    assert grub.splitlines()[2].startswith("GRUB_DISTRIBUTOR=`lsb_release")
+    assert (host.root / "etc/modules-load.d/iaas-kvm-vfio.conf").read_text().splitlines()[1:] == [
+        "vfio",
+        "vfio_iommu_type1",
+        "vfio_pci",
+    ]
+    assert host.driver_of("0000:01:00.0") == "vfio-pci" and host.driver_of("0000:01:00.1") == "vfio-pci"
+    assert "# device 0000:01:00.0 nvidia" in (host.root / "etc/modprobe.d/iaas-kvm-vfio.conf").read_text()
+    assert "The running kernel lacks intel_iommu=on iommu=pt" in output
+
+    converged = host.snapshot()
+    changed, output = converge(host, variables)
+    assert changed == 0, output
+    changed, output = converge(host, variables, check=True)
+    assert changed == 0, output
+    assert host.snapshot() == converged and host.violations == []
+
+
+def test_kernel_cmdline_host_with_a_selector(fake_root):
+    host = fake_root(scenario_hgx)
+    host.set_cpu_vendor("AuthenticAMD")
+    cmdline = host.root / "etc/kernel/cmdline"
+    cmdline.parent.mkdir()
+    cmdline.write_text("root=ZFS=rpool/ROOT/pve-1 boot=zfs\n")
+    (host.root / "etc/default/grub").write_text(GRUB)  # present but not the mechanism here
+    variables = {"gpu_host_selector": "{vendor: nvidia, numa_node: 1, count: 4}", "gpu_host_persistent": "false"}
+
+    changed, _output = converge(host, variables)
+    assert changed > 0
+    assert cmdline.read_text() == "root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n"
+    assert (host.root / "etc/default/grub").read_text() == GRUB
+    assert [host.driver_of(a) for a in HGX_NODE1] == ["vfio-pci"] * 4
+    assert [host.driver_of(a) for a in HGX_NODE0] == ["nvidia"] * 4
+    assert not (host.root / "etc/modprobe.d/iaas-kvm-vfio.conf").exists()
+
+    converged = host.snapshot()
+    changed, output = converge(host, variables)
+    assert changed == 0, output
+    assert host.snapshot() == converged and host.violations == []
+
+
+def test_iommu_off_waits_for_the_reboot(fake_root):
+    host = fake_root(scenario_iommu_off)
+    (host.root / "etc/default/grub").write_text(GRUB)
+    variables = {"gpu_host_devices": '["0000:01:00.0"]'}
+
+    changed, output = converge(host, variables)
+    assert changed > 0
+    assert "the GPUs are bound on the first run after the reboot" in output
+    assert host.driver_of("0000:01:00.0") == "nvidia" and host.events == []
+    changed, output = converge(host, variables)
+    assert changed == 0, output
