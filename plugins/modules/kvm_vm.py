@@ -677,6 +677,7 @@ class VmManager:
         self.name = None
         self.dom = None
         self.planned = None  # check mode: the definition a real run would store
+        self._trees = {}
 
     # --- input ---------------------------------------------------------------
 
@@ -773,6 +774,15 @@ class VmManager:
             facts = volume_facts(vol) if vol is not None else dict(format=None, path=entry.get("path") or "")
             entry["volume_format"] = _qemu_format(facts["format"], facts["path"])
 
+    def _tree(self, inactive=False):
+        """The parsed live (or inactive) definition, read once until the next action."""
+        key = (inactive, len(self.actions))
+        if key not in self._trees:
+            self._trees = {k: v for k, v in self._trees.items() if k[1] == len(self.actions)}
+            flags = libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
+            self._trees[key] = parse_xml(self.dom.XMLDesc(flags))
+        return self._trees[key]
+
     # --- the definition --------------------------------------------------------
 
     def define(self, xml_text):
@@ -799,7 +809,7 @@ class VmManager:
             self.dom = self.define(to_xml(tree))
             self.actions.append("defined")
             return
-        inactive = parse_xml(self.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        inactive = self._tree(inactive=True)
         if compare(spec, domain_facts(inactive), self.tracker):
             self._add_formats(spec, hints)
             tree = build_domain(self.name, spec, inactive, hints)
@@ -816,15 +826,15 @@ class VmManager:
             self.dom = self.define(to_xml(wanted))
             self.actions.append("defined")
             return
-        inactive = parse_xml(self.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        inactive = self._tree(inactive=True)
         if xml_matches(wanted, inactive):
             return
         tree = carry_over(wanted, inactive)
         self.planned = tree
         self.dom = self.define(to_xml(tree))
-        after = tree if self.check else parse_xml(self.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-        self.xml_diff = dict(before=to_xml(inactive), after=to_xml(after))
         self.actions.append("redefined")
+        after = tree if self.check else self._tree(inactive=True)
+        self.xml_diff = dict(before=to_xml(inactive), after=to_xml(after))
         if not self.check and not xml_matches(wanted, after):
             self.module.warn(
                 "libvirt stored the XML of VM %s in a form this module cannot match with the task's "
@@ -835,7 +845,7 @@ class VmManager:
         """Memory and vCPU changes inside the running guest's ceilings, live."""
         if self.check or not self.dom.isActive():
             return
-        live = domain_facts(parse_xml(self.dom.XMLDesc(0)))
+        live = domain_facts(self._tree())
         before = domain_facts(old)
         if "memory" in spec and spec["memory"] != before["memory"] and spec["memory"] <= (live["memory_max"] or 0):
             try:
@@ -923,10 +933,10 @@ class VmManager:
         """restart_required from the live and the inactive definition; restart when asked."""
         if not self._exists_before or state == "stopped" or not self.dom.isActive():
             return
-        live = parse_xml(self.dom.XMLDesc(0))
+        live = self._tree()
         inactive = self.planned if self.check and self.planned is not None else None
         if inactive is None:
-            inactive = parse_xml(self.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            inactive = self._tree(inactive=True)
         self.reasons = restart_reasons(domain_facts(live), domain_facts(inactive))
         if self.reasons and self.params["restart"]:
             self.tracker.add("restarted", False, True)
@@ -969,8 +979,7 @@ class VmManager:
         return self.dom is not None and self._exists_before and domain_state(self.dom)[0] == "running"
 
     def wait_for_ip(self):
-        tree = parse_xml(self.dom.XMLDesc(0))
-        macs = [i["mac"] for i in domain_facts(tree)["interfaces"] if i["mac"]]
+        macs = [i["mac"] for i in domain_facts(self._tree())["interfaces"] if i["mac"]]
         if not macs:
             raise LibvirtModuleError("wait_for_ip needs a network interface, and the VM %s has none." % self.name)
 
@@ -983,8 +992,7 @@ class VmManager:
         result = dict(removed_volumes=[])
         if self.dom is None:
             return self.result(**result)
-        tree = parse_xml(self.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-        facts = domain_facts(tree)
+        facts = domain_facts(self._tree(inactive=True))
         self.tracker.add("state", domain_state(self.dom)[0], "absent")
         volumes = self._volumes_to_remove(facts) if self.params["remove_volumes"] else []
         result["removed_volumes"] = [v.path() for v in volumes]
@@ -1030,7 +1038,7 @@ class VmManager:
     def result(self, **extra):
         vm = {}
         if self.dom is not None and not (self.check and not self._exists_before):
-            vm = describe(self.dom, addresses=self.addresses)
+            vm = describe(self.dom, tree=self._tree(), addresses=self.addresses)
         elif self.planned is not None:
             vm = domain_facts(self.planned)
             state = self.params["state"] if self.params["state"] in ("running", "paused") else "stopped"
