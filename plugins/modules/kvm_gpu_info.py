@@ -25,7 +25,7 @@ description:
     C(gpus) builds), and the 64-bit MMIO window the guest firmware needs for its BARs.
   - Changes nothing; it never binds, unbinds or resets a device.
 author:
-  - iaas.kvm contributors
+  - iaas.kvm contributors (!UNKNOWN)
 extends_documentation_fragment:
   - iaas.kvm.libvirt
   - iaas.kvm.libvirt.info_attributes

@@ -30,7 +30,7 @@ description:
   - With O(persistent=true) it also writes the boot-time configuration, a modprobe.d file that binds
     the same functions, by address, at every boot, and rebuilds the initramfs. It never reboots.
 author:
-  - iaas.kvm contributors
+  - iaas.kvm contributors (!UNKNOWN)
 options:
   state:
     description:
