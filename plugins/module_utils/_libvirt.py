@@ -135,6 +135,19 @@ def run_manager(module, manager_class):
     return manager, result, error
 
 
+def exit_module(module, manager, result, error):
+    """End a module that :func:`run_manager` ran: ``fail_json`` with the error
+    (``changed`` when a real run had changed something before it failed, and
+    the actions so far), else ``exit_json`` with the result."""
+    if error:
+        module.fail_json(
+            msg=error,
+            changed=bool(manager and manager.changed and not module.check_mode),
+            actions=manager.actions if manager else [],
+        )
+    module.exit_json(**result)
+
+
 def error_message(exc):
     """Return libvirt's message for ``exc`` as one sentence."""
     msg = None

@@ -110,55 +110,16 @@ EXAMPLES = r"""
 RETURN = r"""
 pool:
   description:
-    - The pool after the task, read back from libvirt; in check mode as the task
-      would leave it. Empty after O(state=absent).
+    - The pool after the task, read back from libvirt, with the same keys as each
+      entry of the C(pools) list of M(iaas.kvm.kvm_pool_info) (C(name), C(uuid),
+      C(type), C(path), C(active), C(persistent), C(autostart), and in bytes
+      C(capacity), C(allocation), C(available), and C(volume_count); these four
+      are null while the pool is inactive).
+    - In check mode, as the task would leave it (C(uuid) is null for a pool it
+      would define).
+    - Empty after O(state=absent).
   returned: always
   type: dict
-  contains:
-    name:
-      description: Name of the pool.
-      type: str
-      sample: default
-    uuid:
-      description: UUID of the pool (null in check mode for a pool the task would define).
-      type: str
-      sample: 4f373f00-4cf0-44ca-b3fc-5a6b8979d97e
-    type:
-      description: Pool type (C(dir) for pools this module defines).
-      type: str
-      sample: dir
-    path:
-      description: The pool's target path.
-      type: str
-      sample: /var/lib/libvirt/images
-    active:
-      description: Whether the pool is started.
-      type: bool
-      sample: true
-    persistent:
-      description: Whether the pool has a persistent definition.
-      type: bool
-      sample: true
-    autostart:
-      description: Whether libvirtd starts the pool when it starts.
-      type: bool
-      sample: true
-    capacity:
-      description: Size of the file system that holds the pool, in bytes (null while inactive).
-      type: int
-      sample: 270553174016
-    allocation:
-      description: Bytes in use on that file system (null while inactive).
-      type: int
-      sample: 24361435136
-    available:
-      description: Bytes free on that file system (null while inactive).
-      type: int
-      sample: 246191738880
-    volume_count:
-      description: Number of volumes in the pool (null while inactive).
-      type: int
-      sample: 3
   sample:
     name: default
     uuid: 4f373f00-4cf0-44ca-b3fc-5a6b8979d97e
@@ -193,13 +154,15 @@ from ansible_collections.iaas.kvm.plugins.module_utils._diff import DifferenceTr
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     URI_ARGUMENT_SPEC,
     LibvirtModuleError,
-    call_with_connection,
+    ModuleManager,
     check_libraries,
     error_message,
     etree,
+    exit_module,
     libvirt,
     lookup,
     parse_xml,
+    run_manager,
     to_xml,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
@@ -238,25 +201,14 @@ def dir_pool_xml(name, path):
     return to_xml(pool)
 
 
-class PoolManager:
+class PoolManager(ModuleManager):
     """Reads the pool, compares it with the task, and converges it."""
 
     def __init__(self, module, conn):
-        self.module = module
-        self.conn = conn
-        self.params = module.params
-        self.name = module.params["name"]
-        self.check = module.check_mode
+        super().__init__(module, conn)
         self.tracker = DifferenceTracker()
-        self.actions = []
-        self.changed = False
         self.diff = None
         self.deleted = []
-        self.warnings = []
-
-    def act(self, action):
-        self.actions.append(action)
-        self.changed = True
 
     def call(self, what, function, *args):
         """Run a libvirt call that changes the pool; its error becomes one sentence."""
@@ -434,23 +386,7 @@ class PoolManager:
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     check_libraries(module)
-    managers = []
-
-    def work(conn):
-        managers.append(PoolManager(module, conn))
-        return managers[0].run()
-
-    result, error = call_with_connection(module.params["uri"], work)
-    manager = managers[0] if managers else None
-    for warning in manager.warnings if manager else []:
-        module.warn(warning)
-    if error:
-        module.fail_json(
-            msg=error,
-            changed=bool(manager and manager.changed and not module.check_mode),
-            actions=manager.actions if manager else [],
-        )
-    module.exit_json(**result)
+    exit_module(module, *run_manager(module, PoolManager))
 
 
 if __name__ == "__main__":

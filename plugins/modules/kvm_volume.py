@@ -192,59 +192,25 @@ EXAMPLES = r"""
 RETURN = r"""
 volume:
   description:
-    - The volume after the task, read back from libvirt; in check mode as the task
-      would leave it (C(allocation) is then null for a volume it would create).
+    - The volume after the task, read back from libvirt, with the same keys as
+      each entry of the C(volumes) list of M(iaas.kvm.kvm_volume_info) but
+      C(used_by) (C(name), C(pool), C(path), C(capacity) and C(allocation) in
+      bytes, C(format), C(backing_chain) and the C(import) record).
+    - In check mode, as the task would leave it (C(allocation) is then null for a
+      volume it would create).
     - Empty after O(state=absent).
   returned: always
   type: dict
-  contains:
-    name:
-      description: Name of the volume.
-      type: str
-      sample: web1.qcow2
-    pool:
-      description: Its pool.
-      type: str
-      sample: default
-    path:
-      description: Path of the volume on the hypervisor (what a VM's disk points at).
-      type: str
-      sample: /var/lib/libvirt/images/web1.qcow2
-    capacity:
-      description: Size the guest sees, in bytes.
-      type: int
-      sample: 42949672960
-    allocation:
-      description: Bytes the volume takes on the host's disk.
-      type: int
-      sample: 1966080
-    format:
-      description: Format of the volume as libvirt reads it (C(qcow2), C(raw), ...).
-      type: str
-      sample: qcow2
+  sample:
+    name: web1.qcow2
+    pool: default
+    path: /var/lib/libvirt/images/web1.qcow2
+    capacity: 42949672960
+    allocation: 1966080
+    format: qcow2
     backing_chain:
-      description:
-        - The files the volume is built on, nearest first, each with C(path),
-          C(format), and the C(volume) and C(pool) it is (null for a file that is
-          not a volume of an active pool). Empty for a volume without backing file.
-      type: list
-      elements: dict
-      sample: [{path: /var/lib/libvirt/images/debian-12.qcow2, format: qcow2, volume: debian-12.qcow2, pool: default}]
-    import:
-      description:
-        - The import record of a volume made from O(source) (null otherwise), with
-          C(source), C(sha256), C(size) (bytes), C(format), C(state) and C(imported_at)
-          (UTC); C(source_mtime_ns) for a file.
-      type: dict
-      sample:
-        source: https://images.example.com/debian-12.qcow2
-        sha256: 2cb4bb6b4ff4ae8c5dc8b1e6b7aa1f8b1f66a5a4f5b3c4a0e7b5a0c3d2e1f0a9
-        size: 348651520
-        format: qcow2
-        state: complete
-        imported_at: "2026-01-01T00:00:00Z"
-        source_mtime_ns: null
-        version: 1
+      - {path: /var/lib/libvirt/images/debian-12.qcow2, format: qcow2, volume: debian-12.qcow2, pool: default}
+    import: null
 actions:
   description: What the module did (or would do in check mode), in order.
   returned: always
@@ -266,12 +232,14 @@ from ansible_collections.iaas.kvm.plugins.module_utils._diff import DifferenceTr
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     URI_ARGUMENT_SPEC,
     LibvirtModuleError,
-    call_with_connection,
+    ModuleManager,
     check_libraries,
     domains_using_volume,
     error_message,
+    exit_module,
     libvirt,
     lookup,
+    run_manager,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
     IMPORT_RECORD_SUFFIX,
@@ -438,26 +406,15 @@ class Source:
             self._fh = None
 
 
-class VolumeManager:
+class VolumeManager(ModuleManager):
     """Reads the volume, compares it with the task, and converges it."""
 
     def __init__(self, module, conn):
-        self.module = module
-        self.conn = conn
-        self.params = module.params
-        self.name = module.params["name"]
-        self.check = module.check_mode
+        super().__init__(module, conn)
         self.tracker = DifferenceTracker()
-        self.actions = []
-        self.changed = False
         self.diff = None
-        self.warnings = []
         self.pool = None
         self.predicted = None
-
-    def act(self, action):
-        self.actions.append(action)
-        self.changed = True
 
     def call(self, what, function, *args):
         """Run a libvirt call that changes something; its error becomes one sentence."""
@@ -859,23 +816,7 @@ def main():
         supports_check_mode=True,
     )
     check_libraries(module)
-    managers = []
-
-    def work(conn):
-        managers.append(VolumeManager(module, conn))
-        return managers[0].run()
-
-    result, error = call_with_connection(module.params["uri"], work)
-    manager = managers[0] if managers else None
-    for warning in manager.warnings if manager else []:
-        module.warn(warning)
-    if error:
-        module.fail_json(
-            msg=error,
-            changed=bool(manager and manager.changed and not module.check_mode),
-            actions=manager.actions if manager else [],
-        )
-    module.exit_json(**result)
+    exit_module(module, *run_manager(module, VolumeManager))
 
 
 if __name__ == "__main__":

@@ -102,9 +102,22 @@ volumes:
       elements: dict
       sample: [{path: /var/lib/libvirt/images/debian-12.qcow2, format: qcow2, volume: debian-12.qcow2, pool: default}]
     import:
-      description: The import record of a volume that M(iaas.kvm.kvm_volume) imported (see there), or null.
+      description:
+        - The import record of a volume that M(iaas.kvm.kvm_volume) imported from a
+          file or URL (null for other volumes), with C(source), C(sha256), C(size)
+          (bytes), C(format), C(state) (C(complete), or C(importing) while an import
+          runs or after one was interrupted), C(imported_at) (UTC), C(version), and
+          C(source_mtime_ns) for a file.
       type: dict
-      sample: {source: /var/cache/images/debian-12.qcow2, sha256: 2e9c14d8..., size: 186449920, format: qcow2, state: complete}
+      sample:
+        source: https://images.example.com/debian-12.qcow2
+        sha256: 2e9c14d856af0b274d2735c6105083fccb96271f8144b0374f7fbc44136baba2
+        size: 186449920
+        format: qcow2
+        state: complete
+        imported_at: "2026-01-01T00:00:00Z"
+        source_mtime_ns: null
+        version: 1
     used_by:
       description: Names of the VMs (defined or running) with a disk on this volume.
       type: list

@@ -11,16 +11,15 @@ import libvirt
 import pytest
 
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import volume_xml
+from tests.unit.plugins.modules.testdriver import TEST_URI, emptied_test_driver
 
-URI = "test:///default"
+URI = TEST_URI
 
 
 @pytest.fixture
 def conn():
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-    connection = libvirt.open(URI)
-    yield connection
-    connection.close()
+    with emptied_test_driver() as connection:
+        yield connection
 
 
 @pytest.fixture

@@ -19,17 +19,16 @@ from hypothesis import strategies as st
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import LibvirtModuleError, parse_xml
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import volume_xml
 from ansible_collections.iaas.kvm.plugins.modules.kvm_volume import parse_capacity
+from tests.unit.plugins.modules.testdriver import TEST_URI, emptied_test_driver
 
-URI = "test:///default"
+URI = TEST_URI
 GIB = 1024**3
 
 
 @pytest.fixture
 def conn():
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-    connection = libvirt.open(URI)
-    yield connection
-    connection.close()
+    with emptied_test_driver() as connection:
+        yield connection
 
 
 @pytest.fixture
