@@ -574,8 +574,8 @@ def restart_reasons(live, inactive):
         if field in _LIVE_ONLY:
             continue
         now = live.get(field)
-        if field == "cpu_mode" and value == "host-model" and now == "custom":
-            continue  # libvirt shows the expanded host model in the live definition
+        if field == "cpu_mode" and (value is None or (value == "host-model" and now == "custom")):
+            continue  # libvirt's default model, or the host model it expanded in the live definition
         if field == "machine" and machine_matches(value, now):
             continue
         if field == "disks":

@@ -672,10 +672,10 @@ class VmManager:
         self.ip = None
         self.addresses = None
         self.xml_diff = None
-        self.removed_volumes = None
         self.changed = False
         self.name = None
         self.dom = None
+        self._exists_before = False
         self.planned = None  # check mode: the definition a real run would store
         self._trees = {}
 
