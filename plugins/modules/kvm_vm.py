@@ -626,14 +626,16 @@ from ansible_collections.iaas.kvm.plugins.module_utils._domain_xml import (
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     URI_ARGUMENT_SPEC,
     LibvirtModuleError,
-    call_with_connection,
+    ModuleManager,
     check_libraries,
     domains_using_volume,
     error_message,
     etree,
+    exit_module,
     libvirt,
     lookup,
     parse_xml,
+    run_manager,
     to_xml,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._pci import (
@@ -658,22 +660,16 @@ def _qemu_format(pool_format, path):
     return "raw" if pool_format else _format_from_path(path)
 
 
-class VmManager:
+class VmManager(ModuleManager):
     """Reads the VM, compares it with the task, and converges it."""
 
     def __init__(self, module, conn):
-        self.module = module
-        self.conn = conn
-        self.params = module.params
-        self.check = module.check_mode
+        super().__init__(module, conn)
         self.tracker = DifferenceTracker()
-        self.actions = []
         self.reasons = []
         self.ip = None
         self.addresses = None
         self.xml_diff = None
-        self.changed = False
-        self.name = None
         self.dom = None
         self._exists_before = False
         self.planned = None  # check mode: the definition a real run would store
@@ -807,7 +803,7 @@ class VmManager:
             self.tracker.add("defined", False, True)
             self.planned = tree
             self.dom = self.define(to_xml(tree))
-            self.actions.append("defined")
+            self.act("defined")
             return
         inactive = self._tree(inactive=True)
         if compare(spec, domain_facts(inactive), self.tracker):
@@ -815,7 +811,7 @@ class VmManager:
             tree = build_domain(self.name, spec, inactive, hints)
             self.planned = tree
             self.dom = self.define(to_xml(tree))
-            self.actions.append("redefined")
+            self.act("redefined")
             self._apply_live(spec, inactive)
 
     def converge_xml(self, wanted):
@@ -824,7 +820,7 @@ class VmManager:
             self.xml_diff = dict(before="", after=to_xml(wanted))
             self.planned = wanted
             self.dom = self.define(to_xml(wanted))
-            self.actions.append("defined")
+            self.act("defined")
             return
         inactive = self._tree(inactive=True)
         if xml_matches(wanted, inactive):
@@ -832,11 +828,11 @@ class VmManager:
         tree = carry_over(wanted, inactive)
         self.planned = tree
         self.dom = self.define(to_xml(tree))
-        self.actions.append("redefined")
+        self.act("redefined")
         after = tree if self.check else self._tree(inactive=True)
         self.xml_diff = dict(before=to_xml(inactive), after=to_xml(after))
         if not self.check and not xml_matches(wanted, after):
-            self.module.warn(
+            self.warnings.append(
                 "libvirt stored the XML of VM %s in a form this module cannot match with the task's "
                 "XML, so the next run reports a change again." % self.name
             )
@@ -850,15 +846,19 @@ class VmManager:
         if "memory" in spec and spec["memory"] != before["memory"] and spec["memory"] <= (live["memory_max"] or 0):
             try:
                 self.dom.setMemoryFlags(int(spec["memory"]) * 1024, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-                self.actions.append("memory set live")
+                self.act("memory set live")
             except libvirt.libvirtError as exc:
-                self.module.warn("Could not change the memory of running VM %s: %s" % (self.name, error_message(exc)))
+                self.warnings.append(
+                    "Could not change the memory of running VM %s: %s" % (self.name, error_message(exc))
+                )
         if "vcpus" in spec and spec["vcpus"] != live["vcpus"] and spec["vcpus"] <= live["vcpus_max"]:
             try:
                 self.dom.setVcpusFlags(spec["vcpus"], libvirt.VIR_DOMAIN_AFFECT_LIVE)
-                self.actions.append("vcpus set live")
+                self.act("vcpus set live")
             except libvirt.libvirtError as exc:
-                self.module.warn("Could not change the vCPUs of running VM %s: %s" % (self.name, error_message(exc)))
+                self.warnings.append(
+                    "Could not change the vCPUs of running VM %s: %s" % (self.name, error_message(exc))
+                )
 
     # --- power -------------------------------------------------------------------
 
@@ -867,10 +867,6 @@ class VmManager:
             return "stopped", None
         return domain_state(self.dom)
 
-    def _note(self, action):
-        self.actions.append(action)
-        self.changed = True
-
     def converge_power(self, state):
         current, reason = self._current_state()
         target = {"running": "running", "stopped": "stopped", "paused": "paused"}.get(state)
@@ -878,32 +874,32 @@ class VmManager:
             return
         self.tracker.add("state", current, target)
         if target == "stopped":
-            self._note(self._stop_action())
+            self.act(self._stop_action())
             return
         if current == "stopped":
             if target == "running" and reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED:
-                self.module.warn("The VM %s %s; started it again." % (self.name, shutoff_reason(reason)))
-            self._note("started paused" if target == "paused" else "started")
+                self.warnings.append("The VM %s %s; started it again." % (self.name, shutoff_reason(reason)))
+            self.act("started paused" if target == "paused" else "started")
             if not self.check:
                 start(self.dom, paused=target == "paused")
             return
         if current in ("crashed", "shutting_down"):
-            self._note(self._stop_action())
-            self._note("started")
+            self.act(self._stop_action())
+            self.act("started")
             if not self.check:
                 start(self.dom, paused=target == "paused")
             return
         if target == "paused":
-            self._note("paused")
+            self.act("paused")
             if not self.check:
                 self._call(self.dom.suspend, "pause")
             return
         if current == "paused":
-            self._note("resumed")
+            self.act("resumed")
             if not self.check:
                 self._call(self.dom.resume, "resume")
         elif current == "pmsuspended":
-            self._note("woken up")
+            self.act("woken up")
             if not self.check:
                 self._call(lambda: self.dom.pMWakeup(0), "wake up")
 
@@ -925,7 +921,7 @@ class VmManager:
         current = bool(self._exists_before and self.dom.autostart())
         if current != wanted:
             self.tracker.add("autostart", current, wanted)
-            self._note("autostart on" if wanted else "autostart off")
+            self.act("autostart on" if wanted else "autostart off")
             if not self.check:
                 self._call(lambda: self.dom.setAutostart(int(wanted)), "set autostart of")
 
@@ -940,7 +936,7 @@ class VmManager:
         self.reasons = restart_reasons(domain_facts(live), domain_facts(inactive))
         if self.reasons and self.params["restart"]:
             self.tracker.add("restarted", False, True)
-            self._note("restarted")
+            self.act("restarted")
             if not self.check:
                 was_paused = domain_state(self.dom)[0] == "paused"
                 stop(self.dom, self.params["shutdown_timeout"], self.params["force_stop"])
@@ -967,7 +963,6 @@ class VmManager:
             self.converge_xml(wanted)
         else:
             self.converge_spec(spec)
-        self.changed = bool(self.actions)
         self.converge_autostart()
         self.converge_power(state)
         self.check_restart(state)
@@ -996,11 +991,10 @@ class VmManager:
         self.tracker.add("state", domain_state(self.dom)[0], "absent")
         volumes = self._volumes_to_remove(facts) if self.params["remove_volumes"] else []
         result["removed_volumes"] = [v.path() for v in volumes]
-        self.changed = True
         persistent = self.dom.isPersistent()
         if self.dom.isActive():
-            self.actions.append(self._stop_action())
-        self.actions.append("undefined")
+            self.act(self._stop_action())
+        self.act("undefined")
         if not self.check:
             if persistent:
                 undefine(self.dom, uefi=facts["firmware"] == "uefi")
@@ -1010,7 +1004,7 @@ class VmManager:
                 except libvirt.libvirtError as exc:
                     raise LibvirtModuleError("Cannot delete volume %s: %s" % (path, error_message(exc))) from exc
         if volumes:
-            self.actions.append("volumes removed")
+            self.act("volumes removed")
         self.dom = None
         return self.result(**result)
 
@@ -1029,7 +1023,7 @@ class VmManager:
                 n for n in domains_using_volume(self.conn, vol.path(), disk["pool"], disk["volume"]) if n != self.name
             ]
             if users:
-                self.module.warn("Kept volume %s: the VM(s) %s use it too." % (vol.path(), ", ".join(users)))
+                self.warnings.append("Kept volume %s: the VM(s) %s use it too." % (vol.path(), ", ".join(users)))
                 continue
             if vol.path() not in [v.path() for v in volumes]:
                 volumes.append(vol)
@@ -1136,19 +1130,8 @@ def main():
     for key in ("wait_timeout", "shutdown_timeout"):
         if params[key] < 0:
             module.fail_json(msg="%s must not be negative." % key)
-    managers = []
-
-    def work(conn):
-        managers.append(VmManager(module, conn))
-        return managers[0].run()
-
-    result, error = call_with_connection(params["uri"], work)
-    if error:
-        manager = managers[0] if managers else None
-        # What a real run did before it failed (nothing, in check mode).
-        changed = bool(manager and manager.actions and not module.check_mode)
-        module.fail_json(msg=error, changed=changed, actions=manager.actions if manager else [])
-    module.exit_json(**result)
+    manager, result, error = run_manager(module, VmManager)
+    exit_module(module, manager, result, error)
 
 
 if __name__ == "__main__":
