@@ -57,6 +57,7 @@ NVME = 0x010802
 ETHERNET = 0x020000
 
 NVIDIA = "10de"
+KERNEL_RELEASE = "6.1.0-18-amd64"
 
 
 class FakeHost:
@@ -78,14 +79,15 @@ class FakeHost:
             "sys/kernel/iommu_groups",
             "sys/class/iommu",
             "sys/module",
-            "proc",
+            "proc/sys/kernel",
             "etc/default",
             "etc/modprobe.d",
             "etc/modules-load.d",
         ):
             (self.root / directory).mkdir(parents=True, exist_ok=True)
         self._fifo(self.sys / "bus/pci/drivers_probe")
-        self.set_cmdline("BOOT_IMAGE=/boot/vmlinuz-6.1.0-18-amd64 root=UUID=0b1c ro quiet")
+        (self.root / "proc/sys/kernel/osrelease").write_text(KERNEL_RELEASE + "\n")
+        self.set_cmdline("BOOT_IMAGE=/boot/vmlinuz-%s root=UUID=0b1c ro quiet" % KERNEL_RELEASE)
         self.set_cpu_vendor("GenuineIntel")
 
     # -- building ---------------------------------------------------------------
@@ -102,6 +104,12 @@ class FakeHost:
             "processor\t: 0\nvendor_id\t: %s\nmodel name\t: fake CPU\n\nprocessor\t: 1\nvendor_id\t: %s\n"
             % (vendor, vendor)
         )
+
+    def add_module_aliases(self, text: str):
+        """The running kernel's modules.alias (``alias <modalias pattern> <module>`` lines)."""
+        directory = self.root / "lib/modules" / KERNEL_RELEASE
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "modules.alias").write_text(text)
 
     def iommu_on(self, units=("dmar0",)):
         """IOMMU units in /sys/class/iommu; groups appear with the devices that name one."""
@@ -156,6 +164,16 @@ class FakeHost:
             "resource": self._resource(bars),
             "enable": "1",
             "irq": "16",
+            "modalias": "pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X"
+            % (
+                int(vendor, 16),
+                int(device, 16),
+                int(subsystem[0], 16),
+                int(subsystem[1], 16),
+                pci_class >> 16,
+                (pci_class >> 8) & 0xFF,
+                pci_class & 0xFF,
+            ),
         }
         if boot_vga is not None:
             files["boot_vga"] = "1" if boot_vga else "0"

@@ -34,6 +34,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._sysfs import (
     SysfsError,
     iommu_state,
     kernel_cmdline,
+    modules_for_modaliases,
     pci_names,
 )
 
@@ -48,6 +49,8 @@ VENDOR_ALIASES = {"nvidia": "10de", "amd": "1002", "ati": "1002", "intel": "8086
 PERSISTENT_FILE = os.path.join("etc", "modprobe.d", "iaas-kvm-vfio.conf")
 _MODULE_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _DEVICE_LINE_RE = re.compile(r"^# device ([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) (\S+)$")
+# Modules that never need a softdep on vfio-pci (vfio-pci itself and the stub).
+_NOT_HOST_MODULES = ("vfio_pci", "vfio-pci", "pci_stub", "pci-stub")
 # Where the module looks for the tools it runs, below ``root``.
 _TOOL_DIRS = ("usr/sbin", "sbin", "usr/bin", "bin")
 
@@ -455,7 +458,7 @@ def persistent_path(root):
 
 
 def read_persistent(path):
-    """``{address: host module or None}`` from the module's modprobe.d file (empty when absent)."""
+    """``{address: [host modules]}`` from the module's modprobe.d file (empty when absent)."""
     entries = {}
     try:
         with open(path) as handle:
@@ -465,8 +468,8 @@ def read_persistent(path):
     for line in lines:
         match = _DEVICE_LINE_RE.match(line.strip())
         if match:
-            module = match.group(2)
-            entries[match.group(1)] = None if module == "-" else module
+            modules = match.group(2)
+            entries[match.group(1)] = [] if modules == "-" else modules.split(",")
     return entries
 
 
@@ -489,13 +492,13 @@ def render_persistent(entries):
     if not entries:
         return None
     addresses = sorted(entries)
-    modules = sorted({m for m in entries.values() if m and m != "vfio_pci"})
+    modules = sorted({m for found in entries.values() for m in found})
     lines = [
         "# Managed by iaas.kvm.kvm_gpu_passthrough (persistent: true); changes here are overwritten.",
         "# vfio-pci claims these PCI functions at boot: its install command sets their driver_override",
         "# before it loads, and their host drivers load vfio-pci first (softdep).",
     ]
-    lines.extend("# device %s %s" % (a, entries[a] or "-") for a in addresses)
+    lines.extend("# device %s %s" % (a, ",".join(entries[a]) or "-") for a in addresses)
     lines.extend("softdep %s pre: vfio-pci" % m for m in modules)
     lines.append(
         "install vfio-pci for dev in %s; do if [ -e /sys/bus/pci/devices/$dev/driver_override ]; then "
@@ -506,7 +509,8 @@ def render_persistent(entries):
 
 
 def host_module(view, address):
-    """The kernel module of the driver that holds ``address`` now, unless it is vfio-pci or built in."""
+    """The kernel module of the host driver that holds ``address`` now; None for none, for
+    vfio-pci or pci-stub, and for a driver built into the kernel."""
     driver = view.devices[address]["driver"]
     if not driver or driver in VFIO_COMPATIBLE_DRIVERS:
         return None
@@ -514,14 +518,30 @@ def host_module(view, address):
     return module if module and _MODULE_RE.match(module) else None
 
 
+def host_modules(view, targets):
+    """``{address: [modules]}``: the module of the host driver that holds the device now, and
+    every module whose alias matches the device's modalias (what modprobe loads for it at boot)."""
+    aliases = modules_for_modaliases(view.root, [view.devices[a]["modalias"] for a in targets])
+    result = {}
+    for address in targets:
+        found = set(aliases.get(view.devices[address]["modalias"], []))
+        module = host_module(view, address)
+        if module:
+            found.add(module)
+        result[address] = sorted(m for m in found if m not in _NOT_HOST_MODULES and _MODULE_RE.match(m))
+    return result
+
+
 def plan_persistent(view, targets, state):
     """``(path, before, after)`` texts of the boot-time configuration (None: no file)."""
     path = persistent_path(view.root)
     before = read_text(path)
     entries = read_persistent(path)
+    modules = host_modules(view, targets) if state == "vfio" else {}
     for address in targets:
         if state == "vfio":
-            entries[address] = host_module(view, address) or entries.get(address)
+            # Kept from earlier runs too, so a device that sits on vfio-pci now keeps its host modules.
+            entries[address] = sorted(set(modules[address]) | set(entries.get(address, [])))
         else:
             entries.pop(address, None)
     return path, before, render_persistent(entries)

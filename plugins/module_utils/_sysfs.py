@@ -18,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import fnmatch
 import os
 import re
 import time
@@ -148,6 +149,7 @@ class Sysfs:
             sriov_num_vfs=self.read_int("bus", "pci", "devices", address, "sriov_numvfs") if total_vfs else None,
             physfn=self._physfn(address),
             mdev_types=self.mdev_types(address),
+            modalias=attr("modalias"),
         )
 
     def _physfn(self, address):
@@ -312,6 +314,28 @@ def iommu_state(sysfs, cmdline):
         acs_override=cmdline_value(cmdline, "pcie_acs_override"),
         evidence=evidence + ".",
     )
+
+
+def modules_for_modaliases(root, modaliases):
+    """``{modalias: [modules]}``: the kernel modules whose aliases match each device's modalias,
+    from ``<root>/lib/modules/<running release>/modules.alias``, as modprobe matches them; empty
+    lists where the host has no such file."""
+    result = {alias: [] for alias in modaliases if alias}
+    try:
+        with open(os.path.join(root, "proc", "sys", "kernel", "osrelease")) as handle:
+            release = handle.read().strip()
+        with open(os.path.join(root, "lib", "modules", release, "modules.alias")) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return result
+    for line in lines:
+        fields = line.split()
+        if len(fields) != 3 or fields[0] != "alias" or not fields[1].startswith("pci:"):
+            continue
+        for alias, modules in result.items():
+            if fnmatch.fnmatchcase(alias, fields[1]) and fields[2] not in modules:
+                modules.append(fields[2])
+    return result
 
 
 # -- PCI names (pci.ids, where the host has it) -----------------------------------

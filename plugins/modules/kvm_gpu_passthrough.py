@@ -75,8 +75,9 @@ options:
       - Also make the binding survive a reboot. The module keeps C(<root>/etc/modprobe.d/iaas-kvm-vfio.conf),
         which works per PCI address (so four of eight identical GPUs can stay on the host), vfio-pci's C(install)
         command sets C(driver_override) of the listed functions before it loads, and a C(softdep) makes each
-        of their host drivers load vfio-pci first. O(state=host) removes the functions from it (and the
-        file once it lists none).
+        of their host drivers load vfio-pci first (the module of the driver that holds a function now, and
+        every module whose alias in the running kernel's C(modules.alias) matches it). O(state=host) removes
+        the functions from it (and the file once it lists none).
       - When the file changes, the initramfs is rebuilt (C(update-initramfs -u -k all) or
         C(dracut -f --regenerate-all), whichever the host has), so the configuration also applies where
         the host driver loads from the initramfs. Under a O(root) other than C(/) the command is not run,

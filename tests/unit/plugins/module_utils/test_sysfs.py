@@ -23,6 +23,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._sysfs import (
     cmdline_value,
     iommu_state,
     kernel_cmdline,
+    modules_for_modaliases,
     pci_names,
 )
 from tests.fakesys import GIB, MIB
@@ -197,9 +198,30 @@ def test_unknown_vendor_is_refused():
 
 
 def test_persistent_file_round_trip(tmp_path):
-    entries = {"0000:9a:00.0": "nvidia", "0000:9a:00.1": "snd_hda_intel", "0000:ab:00.0": None}
+    entries = {"0000:9a:00.0": ["nouveau", "nvidia"], "0000:9a:00.1": ["snd_hda_intel"], "0000:ab:00.0": []}
     path = tmp_path / "iaastest-vfio.conf"
     path.write_text(render_persistent(entries))
     assert read_persistent(str(path)) == entries
+    assert "softdep nouveau pre: vfio-pci" in path.read_text().splitlines()
     assert render_persistent({}) is None
     assert read_persistent(str(tmp_path / "iaastest-absent.conf")) == {}
+
+
+def test_modules_for_modaliases(fake_host):
+    host = fake_host("gpu_audio")
+    host.add_module_aliases(
+        "# Aliases extracted from modules themselves.\n"
+        "alias pci:v000010DEd*sv*sd*bc03sc00i00* nouveau\n"
+        "alias pci:v000010DEd*sv*sd*bc03sc00i00* nvidia\n"
+        "alias pci:v*d*sv*sd*bc04sc03i00* snd_hda_intel\n"
+        "alias pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
+        "alias usb:v*p*d*dc*dsc*dp*ic09isc*ip*in* usbcore\n"
+    )
+    sysfs = Sysfs(str(host.sys))
+    gpu, audio = (sysfs.device(a)["modalias"] for a in ("0000:01:00.0", "0000:01:00.1"))
+    assert gpu == "pci:v000010DEd00002204sv00000000sd00000000bc03sc00i00"
+    assert modules_for_modaliases(str(host.root), [gpu, audio]) == {
+        gpu: ["nouveau", "nvidia", "vfio_pci"],
+        audio: ["snd_hda_intel", "vfio_pci"],
+    }
+    assert modules_for_modaliases(str(host.root / "iaastest-none"), [gpu]) == {gpu: []}

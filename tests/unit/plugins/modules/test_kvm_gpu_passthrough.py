@@ -408,6 +408,28 @@ def test_persistent_keeps_the_other_devices(run_module, fake_host):
     assert HGX_NODE1[0] not in text
 
 
+def test_persistent_after_a_live_binding_finds_the_host_modules_by_alias(run_module, fake_host):
+    # Bound live first: the device sits on vfio-pci, so its host modules come from modules.alias.
+    host = fake_host("gpu_audio")
+    host.add_module_aliases(
+        "alias pci:v000010DEd*sv*sd*bc03sc00i00* nouveau\n"
+        "alias pci:v000010DEd*sv*sd*bc03sc00i00* nvidia\n"
+        "alias pci:v*d*sv*sd*bc04sc03i00* snd_hda_intel\n"
+        "alias pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
+    )
+    run(run_module, host, devices=["0000:01:00.0"])
+    result = run(run_module, host, devices=["0000:01:00.0"], persistent=True)
+    assert result.changed and [w["path"] for w in result["writes"]] == [result["persistent_file"]]
+    lines = (host.root / "etc/modprobe.d/iaas-kvm-vfio.conf").read_text().splitlines()
+    assert "# device 0000:01:00.0 nouveau,nvidia" in lines
+    assert [line for line in lines if line.startswith("softdep")] == [
+        "softdep nouveau pre: vfio-pci",
+        "softdep nvidia pre: vfio-pci",
+        "softdep snd_hda_intel pre: vfio-pci",
+    ]
+    assert not run(run_module, host, devices=["0000:01:00.0"], persistent=True).changed
+
+
 def test_persistent_warns_about_a_built_in_host_driver(run_module, fake_host):
     def build(host):
         host.add_driver("nvidia", ids=[(NVIDIA, None, 0x0302)], module=None)
