@@ -53,7 +53,7 @@ def test_libvirtd_restarted_between_two_tasks():
         assert again["vm"]["state"] == "running" and again["vm"]["uuid"] == first["vm"]["uuid"]
         changed = kvm_vm(dict(args, memory=96))
         assert changed.changed and changed["restart_required"]
-        print("\nfirst task after the restart: %.2fs" % took)
+        print("\nfirst task after the restart: %.0f ms" % (took * 1000))
     finally:
         made.conn = open_lab()
         made.remove()
