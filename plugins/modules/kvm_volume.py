@@ -398,6 +398,7 @@ class Source:
         return chunk
 
     def sha256(self):
+        """SHA-256 of what ``read`` returned (once it returned everything)."""
         return self._digest.hexdigest()
 
     def close(self):
