@@ -25,7 +25,7 @@ description:
   - The pool is compared by its parsed definition (type, target path), active state
     and autostart flag, so a converged pool reports no change, in check mode too.
 author:
-  - iaas.kvm contributors
+  - iaas.kvm contributors (!UNKNOWN)
 options:
   name:
     description:

@@ -16,7 +16,7 @@ description:
   - Returns every storage pool of the hypervisor, or the ones named, with type,
     path, state, autostart, space and number of volumes. Changes nothing.
 author:
-  - iaas.kvm contributors
+  - iaas.kvm contributors (!UNKNOWN)
 options:
   name:
     description:

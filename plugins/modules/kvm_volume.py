@@ -52,7 +52,7 @@ description:
   - Names are checked before anything is touched, as are every other option, the
     pool, the base volume and the source's header.
 author:
-  - iaas.kvm contributors
+  - iaas.kvm contributors (!UNKNOWN)
 options:
   name:
     description:

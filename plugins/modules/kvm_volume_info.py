@@ -21,7 +21,7 @@ description:
   - Changes nothing; the pool is refreshed first, so files put into a directory
     pool by other means are listed too.
 author:
-  - iaas.kvm contributors
+  - iaas.kvm contributors (!UNKNOWN)
 options:
   pool:
     description:
