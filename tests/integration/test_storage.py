@@ -130,7 +130,7 @@ def test_pool_is_created_by_libvirt_with_mode_0711(store):
     assert store.runs[2]["pool"]["volume_count"] == 0
 
 
-def test_pool_absent_refuses_volumes_unless_force(lab_conn, tmp_path):
+def test_pool_absent_refuses_volumes_unless_force(lab_conn):
     parent = tempfile.mkdtemp(prefix="iaastest-storage-")
     name = "iaastest-stor-%s" % uuid.uuid4().hex[:6]
     task = dict(name=name, path=os.path.join(parent, "p"))
