@@ -586,7 +586,6 @@ vm:
 """
 
 import os
-from urllib.parse import urlparse
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -617,12 +616,6 @@ from ansible_collections.iaas.kvm.plugins.module_utils._domain_life import (
     undefine,
     wait_for_ipv4,
 )
-from ansible_collections.iaas.kvm.plugins.module_utils._domain_xml import (
-    build_domain,
-    carry_over,
-    creation_defaults,
-    xml_matches,
-)
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     URI_ARGUMENT_SPEC,
     LibvirtModuleError,
@@ -638,12 +631,10 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     run_manager,
     to_xml,
 )
-from ansible_collections.iaas.kvm.plugins.module_utils._pci import (
-    host_pci_functions,
-    node_device_driver,
-    slot_functions,
-)
-from ansible_collections.iaas.kvm.plugins.module_utils._storage import get_volume, validate_name, volume_facts
+
+# AnsiballZ ships sources that Python compiles on every run, so the code that a
+# no-change run of a spec does not use (building XML, storage and PCI lookups) is
+# imported where it is used: the re-run of a converged VM costs little more than a ping.
 
 
 def _format_from_path(path):
@@ -692,6 +683,8 @@ class VmManager(ModuleManager):
         return name, tree
 
     def _volume(self, pool_name, volume_name, what):
+        from ansible_collections.iaas.kvm.plugins.module_utils._storage import get_volume, validate_name
+
         validate_name(volume_name)
         pool = lookup(self.conn.storagePoolLookupByName, pool_name)
         if pool is None:
@@ -715,7 +708,8 @@ class VmManager(ModuleManager):
 
     @property
     def _local(self):
-        return not urlparse(self.conn.getURI()).netloc
+        """True for a URI without a host (``qemu:///system``): its paths are on this machine."""
+        return self.conn.getURI().partition("://")[2].startswith("/")
 
     def resolve(self, spec, existing):
         """Check every reference of ``spec`` against the hypervisor; return the
@@ -739,6 +733,12 @@ class VmManager(ModuleManager):
         return hints
 
     def _expand_gpus(self, addresses):
+        from ansible_collections.iaas.kvm.plugins.module_utils._pci import (
+            host_pci_functions,
+            node_device_driver,
+            slot_functions,
+        )
+
         host = host_pci_functions(self.conn)
         result = []
         for address in addresses:
@@ -762,6 +762,8 @@ class VmManager(ModuleManager):
 
     def _add_formats(self, spec, hints):
         """The pool's format for each volume (used for disks the VM does not have yet)."""
+        from ansible_collections.iaas.kvm.plugins.module_utils._storage import volume_facts
+
         for key, found in hints["volumes"].items():
             entry = spec["cloudinit_seed"] if key == "seed" else spec["disks"][key]
             vol = found
@@ -793,28 +795,33 @@ class VmManager(ModuleManager):
 
     def converge_spec(self, spec):
         hints = self.resolve(spec, self.dom is not None)
+        inactive = None
         if self.dom is None:
             if "memory" not in spec:
                 raise LibvirtModuleError("memory is needed to create the VM %s." % self.name)
-            spec = creation_defaults(spec, hints.get("domain_type") or "qemu")
-            self._add_formats(spec, hints)
-            tree = build_domain(self.name, spec, None, hints)
+        else:
+            inactive = self._tree(inactive=True)
+            if not compare(spec, domain_facts(inactive), self.tracker):
+                return
+        from ansible_collections.iaas.kvm.plugins.module_utils import _domain_xml
+
+        if inactive is None:
+            spec = _domain_xml.creation_defaults(spec, hints.get("domain_type") or "qemu")
             compare(spec, None, self.tracker)
             self.tracker.add("defined", False, True)
-            self.planned = tree
-            self.dom = self.define(to_xml(tree))
+        self._add_formats(spec, hints)
+        tree = _domain_xml.build_domain(self.name, spec, inactive, hints)
+        self.planned = tree
+        self.dom = self.define(to_xml(tree))
+        if inactive is None:
             self.act("defined")
-            return
-        inactive = self._tree(inactive=True)
-        if compare(spec, domain_facts(inactive), self.tracker):
-            self._add_formats(spec, hints)
-            tree = build_domain(self.name, spec, inactive, hints)
-            self.planned = tree
-            self.dom = self.define(to_xml(tree))
+        else:
             self.act("redefined")
             self._apply_live(spec, inactive)
 
     def converge_xml(self, wanted):
+        from ansible_collections.iaas.kvm.plugins.module_utils._domain_xml import carry_over, xml_matches
+
         if self.dom is None:
             self.tracker.add("defined", False, True)
             self.xml_diff = dict(before="", after=to_xml(wanted))
@@ -1009,6 +1016,8 @@ class VmManager(ModuleManager):
         return self.result(**result)
 
     def _volumes_to_remove(self, facts):
+        from ansible_collections.iaas.kvm.plugins.module_utils._storage import get_volume
+
         disks = list(facts["disks"]) + ([facts["cloudinit_seed"]] if facts["cloudinit_seed"] else [])
         volumes = []
         for disk in disks:

@@ -25,11 +25,11 @@ import vmbench
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the CI variant (10 VMs, 2 repeats)")
+    parser.add_argument("--quick", action="store_true", help="the CI variant (10 VMs, 3 repeats)")
     parser.add_argument("--count", type=int, default=10)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each no-change playbook (median)")
+    parser.add_argument("--repeat", type=int, default=7, help="runs of each no-change playbook (median)")
     args = parser.parse_args()
-    repeat = 2 if args.quick else args.repeat
+    repeat = 3 if args.quick else args.repeat
     playbooks = vmbench.Playbooks()
     try:
         fig = vmbench.measure_loop(playbooks, args.count, repeat, "iaastest-bench-loop")
