@@ -18,11 +18,16 @@ import struct
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     LibvirtModuleError,
     domain_disk_sources,
+    error_code,
     error_message,
     etree,
+    is_not_found,
     libvirt,
     lookup,
     parse_xml,
+)
+from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
+    _domains_with_trees as domains_with_trees,
 )
 
 # Volume and pool names: a file name in the pool's directory, nothing more.
@@ -277,27 +282,45 @@ def backing_chain(conn, vol):
     return chain
 
 
+def _gone(exc):
+    """True when a libvirt error says the object went away while it was read
+    (another client removed a domain or volume, or stopped a pool)."""
+    return is_not_found(exc) or error_code(exc) == getattr(libvirt, "VIR_ERR_OPERATION_INVALID", -1)
+
+
 def volumes_backed_by(conn, path):
     """``pool/volume`` names of the volumes (in active pools) whose backing file is ``path``."""
     users = []
     for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
-        for vol in pool.listAllVolumes(0):
-            if vol.path() != path and backing_path(vol) == path:
-                users.append("%s/%s" % (pool.name(), vol.name()))
+        try:
+            volumes = pool.listAllVolumes(0)
+        except libvirt.libvirtError as exc:
+            if not _gone(exc):
+                raise
+            continue
+        for vol in volumes:
+            try:
+                if vol.path() != path and backing_path(vol) == path:
+                    users.append("%s/%s" % (pool.name(), vol.name()))
+            except libvirt.libvirtError as exc:
+                if not _gone(exc):
+                    raise
     return sorted(users)
 
 
 def running_disk(conn, path, pool_name=None, volume_name=None):
     """``(domain, target dev)`` of a running domain with a disk on the volume, or ``(None, None)``."""
-    for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-        for disk in parse_xml(dom.XMLDesc(0)).findall("./devices/disk"):
+    for name, trees in domains_with_trees(conn, running_only=True, live_only=True):
+        for disk in trees[0].findall("./devices/disk"):
             source, target = disk.find("./source"), disk.find("./target")
             if source is None or target is None:
                 continue
             by_path = path in (source.get("file"), source.get("dev"))
             by_name = volume_name is not None and (source.get("pool"), source.get("volume")) == (pool_name, volume_name)
             if by_path or by_name:
-                return dom, target.get("dev")
+                dom = lookup(conn.lookupByName, name)
+                if dom is not None:
+                    return dom, target.get("dev")
     return None, None
 
 
@@ -306,16 +329,13 @@ def disk_users(conn):
     and from its ``(pool, volume)``, to the names of the domains (defined or
     running) with a disk on it."""
     users = {}
-    for dom in conn.listAllDomains(0):
-        flags = [0] if dom.isActive() else []
-        if dom.isPersistent():
-            flags.append(libvirt.VIR_DOMAIN_XML_INACTIVE)
-        for flag in flags:
-            for src_path, src_pool, src_volume in domain_disk_sources(parse_xml(dom.XMLDesc(flag))):
+    for name, trees in domains_with_trees(conn, running_only=False, live_only=False):
+        for tree in trees:
+            for src_path, src_pool, src_volume in domain_disk_sources(tree):
                 if src_path:
-                    users.setdefault(src_path, set()).add(dom.name())
+                    users.setdefault(src_path, set()).add(name)
                 if src_pool and src_volume:
-                    users.setdefault((src_pool, src_volume), set()).add(dom.name())
+                    users.setdefault((src_pool, src_volume), set()).add(name)
     return users
 
 

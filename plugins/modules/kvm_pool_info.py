@@ -108,19 +108,26 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     URI_ARGUMENT_SPEC,
     call_with_connection,
     check_libraries,
+    is_not_found,
     libvirt,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import pool_facts
 
 
 def list_pools(conn, names=None):
-    pools = [pool for pool in conn.listAllStoragePools(0) if not names or pool.name() in names]
-    for pool in pools:
-        if pool.isActive():
-            # Fresh space figures; a pool that cannot be refreshed is shown as it was.
-            with contextlib.suppress(libvirt.libvirtError):
-                pool.refresh(0)
-    return sorted((pool_facts(pool) for pool in pools), key=lambda facts: facts["name"])
+    result = []
+    for pool in conn.listAllStoragePools(0):
+        if names and pool.name() not in names:
+            continue
+        # Fresh space figures; a pool that cannot be refreshed is shown as it was.
+        with contextlib.suppress(libvirt.libvirtError):
+            pool.refresh(0)
+        try:
+            result.append(pool_facts(pool))
+        except libvirt.libvirtError as exc:
+            if not is_not_found(exc):
+                raise  # else removed by another client while it was read
+    return sorted(result, key=lambda facts: facts["name"])
 
 
 def main():

@@ -131,6 +131,8 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     URI_ARGUMENT_SPEC,
     call_with_connection,
     check_libraries,
+    is_not_found,
+    libvirt,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
     disk_users,
@@ -155,9 +157,13 @@ def list_volumes(conn, pool_name, names=None):
     for name in sorted(volumes):
         if is_import_record(name) or (names and name not in names):
             continue
-        vol = volumes[name]
-        facts = volume_details(conn, vol)
-        facts["import"] = read_import_record(conn, pool, name) if import_record_name(name) in volumes else None
+        try:
+            facts = volume_details(conn, volumes[name])
+            facts["import"] = read_import_record(conn, pool, name) if import_record_name(name) in volumes else None
+        except libvirt.libvirtError as exc:
+            if is_not_found(exc):
+                continue  # deleted by another client while the pool was read
+            raise
         used = users.get(facts["path"], set()) | users.get((pool_name, name), set())
         facts["used_by"] = sorted(used)
         result.append(facts)
