@@ -8,12 +8,15 @@ image, overlay + NoCloud seed), and how much of it is the guest's own boot.
 The playbook (run inside the lab namespace, where the guest is reachable)
 defines and starts the VM with kvm_vm (wait_for_ip), adds it to the inventory
 and waits with ansible.builtin.wait_for_connection until Ansible logs in over
-SSH. The guest's own boot is read from its console log: from the moment QEMU
-started (virtlogd creates the log file then) to systemd's "Started
-ssh.service" on the serial console (cloud-init has installed the key by then),
-firmware and boot loader included. The overhead is the rest: Ansible, the
-module, libvirt, QEMU start, and Ansible's first SSH login and module run in the
-guest. Target: at most 10 s.
+SSH. Beside it, a probe finds the guest's lease and tries a plain SSH login
+every half second: SSH-ready is its first successful login. The guest's own
+boot is read from its console log: from the moment QEMU started (virtlogd
+creates the log file then) to systemd's "Started ssh.service" on the serial
+console (cloud-init has installed the key by then), firmware and boot loader
+included. The overhead is SSH-ready minus the guest's own boot: Ansible's
+start-up, the module, libvirt, QEMU start, and noticing the guest is up.
+Target: at most 10 s. Ansible-ready (wait_for_connection, which also runs a
+module in the guest) is printed too.
 
 --quick is the same measurement (one guest is the least there is).
 """
@@ -21,6 +24,7 @@ guest. Target: at most 10 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 import tempfile
@@ -31,9 +35,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import libvirt
 import vmbench
 
-from tests.integration.conftest import SSHKey
+from tests.integration.conftest import SSHKey, lab_run, ssh_command
 from tests.integration.vmtools import Made, overlay, seed_volume
 
 PLAYBOOK = """- name: One guest, from nothing to SSH
@@ -113,6 +118,45 @@ class ConsoleTail(threading.Thread):
         return next(((t, line) for t, line in self.lines if predicate(line)), (None, None))
 
 
+class SSHProbe(threading.Thread):
+    """Next to the playbook: find the guest's lease and try a plain SSH login
+    every half second; record when the first one works."""
+
+    def __init__(self, name, key):
+        super().__init__(daemon=True)
+        self.name = name
+        self.key = key
+        self.ready = None
+        self.stop = threading.Event()
+
+    def run(self):
+        conn = vmbench.connect()
+        try:
+            ip = None
+            while not self.stop.is_set() and self.ready is None:
+                if ip is None:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        ip = first_ipv4(conn.lookupByName(self.name))
+                elif (
+                    lab_run(ssh_command(self.key, ip, "true", connect_timeout=2), check=False, timeout=30).returncode
+                    == 0
+                ):
+                    self.ready = time.monotonic()
+                    break
+                time.sleep(0.5)
+        finally:
+            conn.close()
+
+
+def first_ipv4(dom):
+    leases = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0) or {}
+    for iface in leases.values():
+        for addr in iface.get("addrs") or []:
+            if addr["type"] == libvirt.VIR_IP_ADDR_TYPE_IPV4:
+                return addr["addr"]
+    return None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the CI variant (the same single guest)")
@@ -134,12 +178,16 @@ def main():
         variables = dict(
             uri=vmbench.URI, name=name, domain_type=vmbench.DOMAIN_TYPE, console_log=console, key=str(key.private)
         )
+        probe = SSHProbe(name, key)
         tail.start()
+        probe.start()
         started = time.monotonic()
         total, _out = playbooks.run(playbook, variables, netns=True)
         time.sleep(0.2)
         tail.stop.set()
+        probe.stop.set()
         tail.join()
+        probe.join()
     finally:
         made.remove()
         playbooks.cleanup()
@@ -153,18 +201,21 @@ def main():
         seen = "\n".join(text for _, text in tail.lines[-40:])
         raise SystemExit("the console log never appeared, or shows no start of sshd:\n" + seen)
     boot = sshd_t - tail.appeared
+    ssh_ready = (probe.ready - started) if probe.ready else None
     print("kvm_vm, playbook start to SSH-ready, one %s guest (2 vCPUs, 1 GiB)" % vmbench.DOMAIN_TYPE)
-    print("  total: ansible-playbook start to wait_for_connection done   %6.1f s" % total)
-    print("  guest's own boot (console log: QEMU start to sshd started)  %6.1f s" % boot)
+    print("  guest's own boot (console log: QEMU start to sshd started)   %6.1f s" % boot)
     print("    of which firmware and boot loader (to the kernel's first line) %4.1f s" % (first_t - tail.appeared))
-    print(
-        "  overhead (total - guest's own boot)                        %6.1f s   target <= 10 s: %s"
-        % (total - boot, "met" if total - boot <= 10 else "NOT met")
-    )
-    print("    before QEMU started (Ansible start-up, kvm_vm define + start)   %4.1f s" % (tail.appeared - started))
-    print(
-        "    after sshd started (Ansible's SSH login and module run in the guest) %4.1f s" % (started + total - sshd_t)
-    )
+    print("  QEMU started (Ansible start-up, kvm_vm define + start) after %6.1f s" % (tail.appeared - started))
+    if ssh_ready is not None:
+        print("  SSH-ready: first plain SSH login (a probe beside the playbook)  %6.1f s" % ssh_ready)
+        print(
+            "    overhead (SSH-ready - guest's own boot)                  %6.1f s   target <= 10 s: %s"
+            % (ssh_ready - boot, "met" if ssh_ready - boot <= 10 else "NOT met")
+        )
+    else:
+        print("  SSH-ready: the probe never logged in")
+    print("  Ansible-ready: ansible-playbook start to wait_for_connection done %6.1f s" % total)
+    print("    overhead (Ansible-ready - guest's own boot)              %6.1f s" % (total - boot))
     return 0
 
 
