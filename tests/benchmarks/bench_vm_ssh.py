@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import libvirt
 import vmbench
 
-from tests.integration.conftest import SSHKey, lab_run, ssh_command
+from tests.integration.conftest import SSHKey, ensure_base_volume, lab_run, ssh_command
 from tests.integration.vmtools import Made, overlay, seed_volume
 
 PLAYBOOK = """- name: One guest, from nothing to SSH
@@ -170,7 +170,7 @@ def main():
     tail = ConsoleTail(console)
     try:
         pool = conn.storagePoolLookupByName("default")
-        base = pool.storageVolLookupByName(vmbench.BASE_VOLUME)
+        base = ensure_base_volume(pool)
         key = SSHKey(keydir)
         made.volumes.append(overlay(pool, name + ".qcow2", base))
         made.volumes.append(seed_volume(conn, pool, name + "-seed.iso", name, key.public))

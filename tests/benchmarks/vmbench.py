@@ -182,7 +182,3 @@ def measure_loop(playbooks, count, repeat, prefix):
         converge_task=converge_s - startup,
         rerun_task=rerun_s - startup,
     )
-
-
-# The lab's base image as a volume of pool ``default`` (made by the integration fixtures or the set-up).
-BASE_VOLUME = os.environ.get("IAAS_KVM_BASE_VOLUME", "iaastest-base.qcow2")

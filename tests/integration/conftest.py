@@ -179,17 +179,22 @@ def base_image():
 @pytest.fixture(scope="session")
 def base_volume(lab_conn, default_pool, base_image):
     """The base image as volume ``iaastest-base.qcow2`` of pool ``default`` (shared, read-only)."""
+    return ensure_base_volume(default_pool, base_image)
+
+
+def ensure_base_volume(pool, image=BASE_IMAGE):
+    """The volume ``iaastest-base.qcow2`` of ``pool``, copied from ``image`` when missing."""
     name = PREFIX + "base.qcow2"
     try:
-        vol = default_pool.storageVolLookupByName(name)
+        vol = pool.storageVolLookupByName(name)
     except libvirt.libvirtError:
-        target = Path(default_pool_path(default_pool)) / name
+        target = Path(default_pool_path(pool)) / name
         tmp = target.with_name(name + ".part")
-        shutil.copyfile(base_image, tmp)
+        shutil.copyfile(image, tmp)
         os.chmod(tmp, 0o644)
         tmp.rename(target)
-        default_pool.refresh(0)
-        vol = default_pool.storageVolLookupByName(name)
+        pool.refresh(0)
+        vol = pool.storageVolLookupByName(name)
     return vol
 
 
