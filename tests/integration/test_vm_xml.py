@@ -23,9 +23,12 @@ def render(name, disk, network, console_log):
         ubuntu_simple_disk=disk,
         ubuntu_simple_network=network,
         ubuntu_simple_console_log=console_log,
+        ubuntu_simple_name=name,
     )
-    assert "<name>ubuntu-simple</name>" in text
-    return text.replace("<name>ubuntu-simple</name>", "<name>%s</name>" % name)
+    # A template without the name variable names the VM ubuntu-simple: rename it for the test.
+    text = text.replace("<name>ubuntu-simple</name>", "<name>%s</name>" % name)
+    assert "<name>%s</name>" % name in text
+    return text
 
 
 @pytest.fixture

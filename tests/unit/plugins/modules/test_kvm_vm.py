@@ -351,9 +351,11 @@ def ubuntu_simple(name, disk):
     from jinja2 import Template
 
     text = Template((REPO / "configs" / "ubuntu-simple.xml").read_text()).render(
-        ubuntu_simple_domain_type="qemu", ubuntu_simple_disk=disk
+        ubuntu_simple_domain_type="qemu", ubuntu_simple_disk=disk, ubuntu_simple_name=name
     )
-    return text.replace("<name>ubuntu-simple</name>", "<name>%s</name>" % name)
+    text = text.replace("<name>ubuntu-simple</name>", "<name>%s</name>" % name)
+    assert "<name>%s</name>" % name in text
+    return text
 
 
 def test_seed_xml_is_defined_converged_and_updated_keeping_uuid_and_mac(vm, conn, tmp_path):
