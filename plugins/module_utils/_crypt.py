@@ -64,11 +64,7 @@ def _repeat(digest, length):
 
 def _b64(byte2, byte1, byte0, count):
     word = (byte2 << 16) | (byte1 << 8) | byte0
-    chars = []
-    for _ in range(count):
-        chars.append(ALPHABET[word & 0x3F])
-        word >>= 6
-    return "".join(chars)
+    return "".join(ALPHABET[(word >> (6 * position)) & 0x3F] for position in range(count))
 
 
 def _checksum(password, salt, rounds):
@@ -104,8 +100,7 @@ def _checksum(password, salt, rounds):
 
 def make_salt(length=SALT_MAX):
     """A random salt of ``length`` characters from the crypt alphabet."""
-    chooser = random.SystemRandom()
-    return "".join(chooser.choice(ALPHABET) for _ in range(length))
+    return "".join(random.SystemRandom().choices(ALPHABET, k=length))
 
 
 def sha512_crypt(password, salt=None, rounds=None):

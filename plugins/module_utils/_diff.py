@@ -69,6 +69,16 @@ class DifferenceTracker:
         """The ``diff`` return value (``before``/``after`` dictionaries)."""
         return dict(before=self._side("before", only_changed), after=self._side("after", only_changed))
 
+    def text_diffs(self, only_changed=False):
+        """The diff as a list of text diffs, one a field whose values are texts
+        (documents, files): ``{before_header, after_header, before, after}``,
+        which Ansible shows line by line. A missing text (None) is empty."""
+        before, after = self._side("before", only_changed), self._side("after", only_changed)
+        return [
+            dict(before_header=field, after_header=field, before=before[field] or "", after=after[field] or "")
+            for field in before
+        ]
+
 
 def state_diff(before, after):
     """Diff for a whole object that appears or disappears (``None`` is absent)."""

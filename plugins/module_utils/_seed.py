@@ -32,6 +32,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.common.yaml import HAS_YAML, SafeDumper, yaml_load
 
 from ansible_collections.iaas.kvm.plugins.module_utils import _crypt
+from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import LibvirtModuleError
 
 PYCDLIB_IMPORT_ERROR = None
 try:
@@ -86,8 +87,9 @@ _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-
 CONVENIENCES = ("hostname", "users", "ssh_authorized_keys", "password", "packages", "runcmd")
 
 
-class SeedError(ValueError):
-    """A problem with the task's input, as one sentence."""
+class SeedError(LibvirtModuleError, ValueError):
+    """A problem with the task's input, as one sentence (modules report it as
+    they report every LibvirtModuleError)."""
 
 
 class NotASeed(Exception):
