@@ -43,14 +43,19 @@ def conn():
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     connection = libvirt.open(TEST_URI)
     pool = connection.storagePoolLookupByName(POOL)
+    volumes = []
     for name in VOLUMES:
         fmt = "qcow2" if name.endswith("qcow2") else "raw"
-        pool.createXML(
-            "<volume><name>%s</name><capacity>1048576</capacity><target><format type='%s'/></target></volume>"
-            % (name, fmt),
-            0,
+        volumes.append(
+            pool.createXML(
+                "<volume><name>%s</name><capacity>1048576</capacity><target><format type='%s'/></target></volume>"
+                % (name, fmt),
+                0,
+            )
         )
     yield connection
+    for vol in volumes:
+        vol.delete(0)
     connection.close()
 
 
