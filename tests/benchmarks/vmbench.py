@@ -54,6 +54,8 @@ def remove_domains(names):
         for name in names:
             with contextlib.suppress(libvirt.libvirtError):
                 cleanup.remove_domain(conn.lookupByName(name))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink("/var/log/libvirt/qemu/%s.log" % name)  # libvirtd's log of the QEMU process
     finally:
         conn.close()
 

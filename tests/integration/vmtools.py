@@ -107,7 +107,8 @@ class Made:
         for vol in reversed(self.volumes):
             with contextlib.suppress(libvirt.libvirtError):
                 vol.delete(0)
-        for path in self.files:
+        # libvirtd's own log of each domain's QEMU stays behind an undefine.
+        for path in self.files + [str(CONSOLE_DIR / ("%s.log" % name)) for name in self.domains]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
