@@ -18,7 +18,8 @@ mirror=${IMAGE_MIRROR:-http://deb.debian.org/debian}
 size_mb=${IMAGE_SIZE_MB:-2048}
 packages="linux-image-cloud-amd64,systemd-sysv,cloud-init,openssh-server,qemu-guest-agent"
 packages+=",ifupdown,isc-dhcp-client,e2fsprogs,cloud-guest-utils,locales,sudo,netbase"
-packages+=",iproute2,iputils-ping,python3,initramfs-tools,ca-certificates"
+# dbus: without it systemd-logind does not run and the guest ignores the ACPI power button.
+packages+=",iproute2,iputils-ping,python3,initramfs-tools,ca-certificates,dbus"
 [ -n "${IMAGE_PACKAGES:-}" ] && packages+=",${IMAGE_PACKAGES}"
 
 [ "$(id -u)" = 0 ] || { echo "build-debian-image.sh: must run as root" >&2; exit 1; }
