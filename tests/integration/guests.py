@@ -142,29 +142,24 @@ def boot_guest(
     mac=None,
     user_data: dict | None = None,
     network_config: dict | None = None,
+    seed_volume=None,
 ) -> Guest:
     """Define and start a guest from an overlay of ``base_volume``; returns at once.
 
-    Call ``guest.wait_for_ssh()`` to wait for it, ``guest.destroy()`` to remove it.
+    With ``seed_volume`` (a volume the caller made and removes, such as one
+    cloudinit_seed wrote) the guest boots with that seed, and ``user_data``
+    and ``network_config`` are not used; otherwise a seed with ``ssh_key`` is
+    made here. Call ``guest.wait_for_ssh()`` to wait for it, ``guest.destroy()``
+    to remove it.
     """
     pool = base_volume.storagePoolLookupByVolume()
     guest = Guest(conn=conn, name=name, key=ssh_key)
-    cloud_config = {"hostname": name[:63], "ssh_authorized_keys": [ssh_key.public]}
-    cloud_config.update(user_data or {})
-    seed = make_seed_iso(
-        "#cloud-config\n" + yaml.safe_dump(cloud_config, sort_keys=False),
-        "instance-id: %s-%d\nlocal-hostname: %s\n" % (name, int(time.time()), name[:63]),
-        yaml.safe_dump(network_config) if network_config else None,
-    )
     try:
         disk = pool.createXML(_volume_xml(name + ".qcow2", disk_capacity, base_volume.path()), 0)
         guest.volumes.append(disk)
-        seed_vol = pool.createXML(_volume_xml(name + "-seed.iso", len(seed), fmt="raw"), 0)
-        guest.volumes.append(seed_vol)
-        stream = conn.newStream(0)
-        seed_vol.upload(stream, 0, len(seed), 0)
-        stream.send(seed)
-        stream.finish()
+        seed_vol = (
+            seed_volume if seed_volume is not None else _seed_volume(conn, pool, guest, user_data, network_config)
+        )
         guest.console_log = os.path.join("/var/log/libvirt/qemu", name + "-console.log")
         xml = domain_xml(name, disk.path(), seed_vol.path(), network, memory_mib, vcpus, mac, guest.console_log)
         dom = conn.defineXML(xml)
@@ -173,6 +168,25 @@ def boot_guest(
         guest.destroy()
         raise
     return guest
+
+
+def _seed_volume(conn, pool, guest, user_data, network_config):
+    """A seed volume with the guest's host name and SSH key (removed with the guest)."""
+    name = guest.name
+    cloud_config = {"hostname": name[:63], "ssh_authorized_keys": [guest.key.public]}
+    cloud_config.update(user_data or {})
+    seed = make_seed_iso(
+        "#cloud-config\n" + yaml.safe_dump(cloud_config, sort_keys=False),
+        "instance-id: %s-%d\nlocal-hostname: %s\n" % (name, int(time.time()), name[:63]),
+        yaml.safe_dump(network_config) if network_config else None,
+    )
+    seed_vol = pool.createXML(_volume_xml(name + "-seed.iso", len(seed), fmt="raw"), 0)
+    guest.volumes.append(seed_vol)
+    stream = conn.newStream(0)
+    seed_vol.upload(stream, 0, len(seed), 0)
+    stream.send(seed)
+    stream.finish()
+    return seed_vol
 
 
 def pool_path(pool):
