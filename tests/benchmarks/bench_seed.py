@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 """cloudinit_seed: how long a seed with a 100 KB user-data takes, inside the
 module and as a whole process, against ``cloud-localds`` (cloud-image-utils,
@@ -75,7 +74,7 @@ def localds(directory, output):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--quick", action="store_true", help="the CI variant (3 repeats)")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--kib", type=int, default=100, help="size of the user-data in KiB")

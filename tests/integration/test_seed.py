@@ -19,7 +19,7 @@ from lxml import etree
 from passlib.hash import sha512_crypt as passlib_sha512
 
 from ansible_collections.iaas.kvm.plugins.module_utils import _seed
-from ansible_collections.iaas.kvm.plugins.module_utils._storage import download_bytes
+from ansible_collections.iaas.kvm.plugins.module_utils._storage import download_bytes, volume_xml
 from tests.conftest import run_module
 from tests.integration.conftest import BOOT_TIMEOUT, LAB_URI, PREFIX, guest_ssh, wait_for_ssh
 from tests.integration.guests import boot_guest
@@ -97,11 +97,7 @@ def test_seed_volume_converges_through_the_stream_api(lab_conn, default_pool, un
 def test_volume_that_is_not_a_seed_is_kept_unless_forced(lab_conn, default_pool, unique_name):
     name = unique_name("seed") + ".qcow2"
     with removed_afterwards(default_pool, name):
-        default_pool.createXML(
-            "<volume><name>%s</name><capacity>1048576</capacity>"
-            "<target><format type='qcow2'/></target></volume>" % name,
-            0,
-        )
+        default_pool.createXML(volume_xml(name, 1024**2, fmt="qcow2"), 0)
         refused = seed(dict(pool=default_pool.name(), name=name, hostname="x"))
         assert refused.failed and "is not a NoCloud seed" in refused["msg"] and "force" in refused["msg"]
         head = download_bytes(lab_conn, default_pool.storageVolLookupByName(name))[:4]
@@ -169,7 +165,7 @@ def seed_network(lab_conn, lab_network):
     try:
         net = lab_conn.networkDefineXML(_nat_network_xml(name, bridge, subnet))
         net.create()
-        yield SimpleNamespace(name=name, subnet=subnet, gateway=str(next(subnet.hosts())))
+        yield SimpleNamespace(name=name, subnet=subnet, gateway=str(subnet.network_address + 1))
     finally:
         remove_network(lab_conn, name)
 
