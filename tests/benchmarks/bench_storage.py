@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 """kvm_volume: how long a linked clone takes on a 1 GiB and a 20 GiB base
 (it should not depend on the base: no data is copied), and how fast an image
@@ -195,7 +194,7 @@ def bench_import(pool, directory, size_mib, repeat):
             prepare = warm_up if cache == "warm" else drop_from_cache
             target = Path(pool.path) / ("iaastest-cp-%d.raw" % index)
             prepare(source)
-            seconds, _ = timed(lambda target=target: subprocess.run(["cp", str(source), str(target)], check=True))
+            seconds, _result = timed(lambda target=target: subprocess.run(["cp", str(source), str(target)], check=True))
             times["cp_" + cache].append(seconds)
             target.unlink()
             task = dict(pool=pool.name, name="iaastest-import-%d.raw" % index, source=str(source), format="raw")
@@ -229,7 +228,7 @@ def summary(values):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--quick", action="store_true", help="the CI variant (3 repeats)")
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--import-mib", type=int, default=200, help="size of the imported image in MiB")

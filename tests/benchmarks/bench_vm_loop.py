@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 """kvm_vm: 10 diskless TCG VMs in one looped task, first converge and no-change
 re-run, side by side with the same loop of ansible.builtin.ping (the floor of
@@ -24,7 +23,7 @@ import vmbench
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--quick", action="store_true", help="the CI variant (10 VMs, 3 repeats)")
     parser.add_argument("--count", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=7, help="runs of each no-change playbook (median)")

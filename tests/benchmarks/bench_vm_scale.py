@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 """kvm_vm at scale: time per VM of one looped task converging N diskless TCG
 VMs (define + start) and of its no-change re-run, for growing N. The time per VM
@@ -21,7 +20,7 @@ import vmbench
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--quick", action="store_true", help="the CI variant: 5 and 10 VMs")
     parser.add_argument("--counts", default="10,50", help="comma-separated numbers of VMs")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each no-change playbook (median)")

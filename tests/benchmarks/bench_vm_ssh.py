@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 """kvm_vm: from playbook start to SSH-ready for one guest (Debian 12 cloud
 image, overlay + NoCloud seed), and how much of it is the guest's own boot.
@@ -158,7 +157,7 @@ def first_ipv4(dom):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--quick", action="store_true", help="the CI variant (the same single guest)")
     parser.parse_args()
     conn = vmbench.connect()
@@ -196,9 +195,9 @@ def main():
         keydir.rmdir()
         conn.close()
     first_t, _line = tail.first(lambda line: True)
-    sshd_t, _ = tail.first(lambda line: SSHD_STARTED.search(ANSI.sub("", line)) is not None)
+    sshd_t, _line = tail.first(lambda line: SSHD_STARTED.search(ANSI.sub("", line)) is not None)
     if tail.appeared is None or first_t is None or sshd_t is None:
-        seen = "\n".join(text for _, text in tail.lines[-40:])
+        seen = "\n".join(text for _stamp, text in tail.lines[-40:])
         raise SystemExit("the console log never appeared, or shows no start of sshd:\n" + seen)
     boot = sshd_t - tail.appeared
     ssh_ready = (probe.ready - started) if probe.ready else None

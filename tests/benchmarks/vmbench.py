@@ -93,7 +93,7 @@ class Playbooks:
         if netns:
             command = ["ip", "netns", "exec", NETNS, *command]
         started = time.monotonic()
-        proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=str(REPO))
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=str(REPO), check=False)
         took = time.monotonic() - started
         if check and proc.returncode != 0:
             raise SystemExit(
@@ -164,7 +164,7 @@ def measure_loop(playbooks, count, repeat, prefix):
             raise SystemExit("the first converge reported no change:\n" + out[-3000:])
         # Interleaved, so that the load of a shared machine falls on all three alike.
         startups, pings, reruns = [], [], []
-        for _ in range(repeat):
+        for _round in range(repeat):
             startups.append(playbooks.run(empty)[0])
             pings.append(playbooks.run(ping, variables)[0])
             took, out = playbooks.run(loop, variables)

@@ -118,12 +118,12 @@ def test_nvidia_gpu_facts(query):
                 start, end, flags = (int(field, 16) for field in line.split())
                 if flags & 0x200 and end > start:
                     sizes[index] = end - start + 1
-        assert {bar["index"]: bar["size"] for bar in gpu["bars"]} == sizes
+        assert {region["index"]: region["size"] for region in gpu["bars"]} == sizes
         assert gpu["bar64_bytes"] > 0, "an NVIDIA GPU has at least one 64-bit BAR"
         assert gpu["mmio64_mb"] * 1024 * 1024 >= gpu["bar64_bytes"]
         regions = _lspci_regions(address)
         if regions is not None:
-            assert {bar["index"]: bar["size"] for bar in gpu["bars"]} == regions
+            assert {region["index"]: region["size"] for region in gpu["bars"]} == regions
         assert "bus='0x%s'" % address[5:7] in gpu["hostdev_xml"].replace('"', "'")
 
     smi = shutil.which("nvidia-smi")
