@@ -109,12 +109,9 @@ stage_molecule() {
 }
 
 stage_benchmarks() {
-  local bench rc=0
-  for bench in tests/benchmarks/bench_*.py; do
-    [ -e "$bench" ] || continue
-    python "$bench" --quick || rc=1
-  done
-  return $rc
+  # The CI-sized variants of the benchmarks that need no guest boot; every
+  # benchmark at full size is its own command: scripts/bench.sh.
+  IAAS_KVM_SKIP_SETUP=1 "$repo/scripts/bench.sh" --quick vm_loop storage seed network
 }
 
 if [ "${IAAS_KVM_SKIP_SETUP:-0}" != 1 ]; then
