@@ -291,6 +291,9 @@ sha256:
   description:
     - SHA-256 of the seed image after the task (in check mode, of the image it
       would write, or of the unchanged image).
+    - A new plain-text O(password) is hashed with a random salt on each run that
+      writes the seed, so in that case the value check mode predicts differs from
+      the one of the real run; the documents inside are the same.
   returned: always
   type: str
   sample: 6f1ed002ab5595859014ebf0951522d9a6c0c7f4f4d2b7e1c6c58b4a4f4d9c3e
@@ -312,7 +315,7 @@ documents:
   returned: always
   type: dict
   sample:
-    user-data: "#cloud-config\nhostname: web1\nssh_authorized_keys:\n- ssh-ed25519 AAAAC3Nza... admin\npassword: '********'\n"
+    user-data: "#cloud-config\nhostname: web1\nssh_authorized_keys:\n- ssh-ed25519 AAAAC3Nza... admin\npassword: ********\n"
     meta-data: "instance-id: web1\nlocal-hostname: web1\n"
 actions:
   description: What the module did (or would do in check mode).
