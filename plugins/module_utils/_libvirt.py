@@ -232,7 +232,7 @@ def _domain_trees(dom):
     return trees
 
 
-def _domains_with_trees(conn, running_only, live_only):
+def domains_with_trees(conn, running_only, live_only):
     """``(name, trees)`` of the domains (only running ones with ``running_only``);
     ``trees`` holds the live definition only with ``live_only``, else the live and
     the persistent ones.
@@ -262,7 +262,7 @@ def domain_disk_sources(tree):
 def domains_using_volume(conn, path, pool=None, volume=None, running_only=False):
     """Names of the domains whose disks point at ``path`` (or pool/volume)."""
     users = []
-    for name, trees in _domains_with_trees(conn, running_only, live_only=False):
+    for name, trees in domains_with_trees(conn, running_only, live_only=False):
         for tree in trees:
             hit = False
             for src_path, src_pool, src_volume in domain_disk_sources(tree):
@@ -277,7 +277,7 @@ def domains_using_volume(conn, path, pool=None, volume=None, running_only=False)
 def domains_using_network(conn, network, running_only=True):
     """Names of the domains with an interface on libvirt network ``network``."""
     users = []
-    for name, trees in _domains_with_trees(conn, running_only, live_only=running_only):
+    for name, trees in domains_with_trees(conn, running_only, live_only=running_only):
         for tree in trees:
             names = [s.get("network") for s in tree.findall("./devices/interface/source")]
             if network in names:
@@ -290,7 +290,7 @@ def domains_using_pci(conn, address, running_only=True):
     """Names of the domains with a PCI hostdev at ``address`` (``dddd:bb:ss.f``)."""
     wanted = normalise_pci_address(address)
     users = []
-    for name, trees in _domains_with_trees(conn, running_only, live_only=running_only):
+    for name, trees in domains_with_trees(conn, running_only, live_only=running_only):
         for tree in trees:
             for addr in tree.findall("./devices/hostdev[@type='pci']/source/address"):
                 try:

@@ -18,6 +18,7 @@ import struct
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     LibvirtModuleError,
     domain_disk_sources,
+    domains_with_trees,
     error_code,
     error_message,
     etree,
@@ -25,9 +26,6 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     libvirt,
     lookup,
     parse_xml,
-)
-from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
-    _domains_with_trees as domains_with_trees,
 )
 
 # Volume and pool names: a file name in the pool's directory, nothing more.
