@@ -18,7 +18,11 @@ import copy
 import os
 import re
 
-from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import LibvirtModuleError, normalise_pci_address
+from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
+    LibvirtModuleError,
+    hostdev_address,
+    normalise_pci_address,
+)
 from ansible_collections.iaas.kvm.plugins.module_utils._units import SizeError, parse_size
 
 # The cloud-init seed cdrom carries this user alias, so a later run finds it
@@ -164,22 +168,6 @@ def interface_facts(iface):
         mac=mac.get("address").lower() if mac is not None and mac.get("address") else None,
         model=model.get("type") if model is not None else None,
     )
-
-
-def hostdev_address(hostdev):
-    """``0000:01:00.0`` of a ``<hostdev type='pci'>``'s host source, or None."""
-    addr = hostdev.find("./source/address")
-    if addr is None:
-        return None
-    try:
-        return "%04x:%02x:%02x.%x" % (
-            int(addr.get("domain", "0"), 0),
-            int(addr.get("bus"), 0),
-            int(addr.get("slot"), 0),
-            int(addr.get("function", "0"), 0),
-        )
-    except (TypeError, ValueError):
-        return None
 
 
 def _firmware(os_el):

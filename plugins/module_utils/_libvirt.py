@@ -292,19 +292,26 @@ def domains_using_pci(conn, address, running_only=True):
     users = []
     for name, trees in domains_with_trees(conn, running_only, live_only=running_only):
         for tree in trees:
-            for addr in tree.findall("./devices/hostdev[@type='pci']/source/address"):
-                try:
-                    found = "%04x:%02x:%02x.%x" % (
-                        int(addr.get("domain", "0"), 0),
-                        int(addr.get("bus"), 0),
-                        int(addr.get("slot"), 0),
-                        int(addr.get("function", "0"), 0),
-                    )
-                except (TypeError, ValueError):
-                    continue
-                if found == wanted:
+            for hostdev in tree.findall("./devices/hostdev[@type='pci']"):
+                if hostdev_address(hostdev) == wanted:
                     users.append(name)
     return sorted(set(users))
+
+
+def hostdev_address(hostdev):
+    """``0000:01:00.0`` of a ``<hostdev type='pci'>``'s host source, or None."""
+    addr = hostdev.find("./source/address")
+    if addr is None:
+        return None
+    try:
+        return "%04x:%02x:%02x.%x" % (
+            int(addr.get("domain", "0"), 0),
+            int(addr.get("bus"), 0),
+            int(addr.get("slot"), 0),
+            int(addr.get("function", "0"), 0),
+        )
+    except (TypeError, ValueError):
+        return None
 
 
 _PCI_RE = re.compile(
