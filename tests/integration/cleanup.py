@@ -1,24 +1,21 @@
 # -*- coding: utf-8 -*-
 """Remove every libvirt object a test created (names starting with the test prefix).
 
-Run as a script before and after the integration stage; also used by the
-fixtures. It never touches an object without the prefix.
+The integration tests' sweep fixture runs it before and after the session
+(IAAS_KVM_LAB_SWEEP=1), the VM benchmarks after their runs. It never touches
+an object without the prefix.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sys
-import xml.etree.ElementTree as ET
 
 import libvirt
 
+from ansible_collections.iaas.kvm.plugins.module_utils._storage import overlays_first
+
 PREFIX = os.environ.get("IAAS_KVM_TEST_PREFIX", "iaastest-")
-
-
-def _quiet():
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 
 def remove_domain(dom):
@@ -59,19 +56,9 @@ def clean(conn, prefix=PREFIX):
             continue
         pool.refresh(0)
         # Overlays before the volumes they are built on.
-        vols = [v for v in pool.listAllVolumes(0) if v.name().startswith(prefix)]
-        while vols:
-            backing = set()
-            for vol in vols:
-                tree = ET.fromstring(vol.XMLDesc(0))
-                path = tree.findtext("./backingStore/path")
-                if path:
-                    backing.add(path)
-            leaves = [v for v in vols if v.path() not in backing] or vols
-            for vol in leaves:
-                vol.delete(0)
-                removed.append("volume %s/%s" % (pool.name(), vol.name()))
-            vols = [v for v in vols if v not in leaves]
+        for vol in overlays_first([v for v in pool.listAllVolumes(0) if v.name().startswith(prefix)]):
+            vol.delete(0)
+            removed.append("volume %s/%s" % (pool.name(), vol.name()))
         if pool.name().startswith(prefix):
             pool.destroy()
             with contextlib.suppress(libvirt.libvirtError):
@@ -79,16 +66,3 @@ def clean(conn, prefix=PREFIX):
             pool.undefine()
             removed.append("pool " + pool.name())
     return removed
-
-
-def main():
-    _quiet()
-    uri = os.environ.get("IAAS_KVM_TEST_URI", "qemu:///system")
-    conn = libvirt.open(uri)
-    for line in clean(conn):
-        print("removed " + line)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
