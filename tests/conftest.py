@@ -76,3 +76,27 @@ def run_module(module, args, check_mode=False, diff=False):
 @pytest.fixture(name="run_module")
 def fixture_run_module():
     return run_module
+
+
+@pytest.fixture
+def fake_host(tmp_path):
+    """``fake_host(scenario, build)`` builds a fake host (sysfs, /proc, /etc) for one of the GPU
+    scenarios of tests/fakesys.py (or none), lets ``build(host)`` add to it, and runs its fake
+    kernel until the test ends. Unit tests of the GPU modules and the gpu_host role tests use it."""
+    from tests.fakesys import SCENARIOS, FakeHost
+
+    hosts = []
+
+    def make(scenario=None, build=None, name="iaastest-host"):
+        host = FakeHost(tmp_path / name)
+        if scenario is not None:
+            SCENARIOS[scenario](host)
+        if build is not None:
+            build(host)
+        host.start()
+        hosts.append(host)
+        return host
+
+    yield make
+    for host in hosts:
+        host.stop()

@@ -14,9 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.fakesys import HGX_NODE0, HGX_NODE1, FakeHost, scenario_gpu_audio, scenario_hgx, scenario_iommu_off
+from tests.fakesys import HGX_NODE0, HGX_NODE1, scenario_gpu_audio, scenario_hgx, scenario_iommu_off
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -28,22 +26,6 @@ GRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`
 GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=off iommu=soft"
 GRUB_CMDLINE_LINUX=""
 """
-
-
-@pytest.fixture
-def fake_root(tmp_path):
-    hosts = []
-
-    def make(scenario):
-        host = FakeHost(tmp_path / "iaastest-root")
-        scenario(host)
-        host.start()
-        hosts.append(host)
-        return host
-
-    yield make
-    for host in hosts:
-        host.stop()
 
 
 def converge(host, variables, check=False):
@@ -73,8 +55,8 @@ def converge(host, variables, check=False):
     return int(recap.group(1)), output
 
 
-def test_grub_host_converges_and_binds(fake_root):
-    host = fake_root(scenario_gpu_audio)
+def test_grub_host_converges_and_binds(fake_host):
+    host = fake_host(build=scenario_gpu_audio, name="iaastest-root")
     (host.root / "etc/default/grub").write_text(GRUB)
     variables = {"gpu_host_devices": '["0000:01:00.0"]', "gpu_host_hugepages": 16}
 
@@ -108,8 +90,8 @@ def test_grub_host_converges_and_binds(fake_root):
     assert host.snapshot() == converged and host.violations == []
 
 
-def test_kernel_cmdline_host_with_a_selector(fake_root):
-    host = fake_root(scenario_hgx)
+def test_kernel_cmdline_host_with_a_selector(fake_host):
+    host = fake_host(build=scenario_hgx, name="iaastest-root")
     host.set_cpu_vendor("AuthenticAMD")
     cmdline = host.root / "etc/kernel/cmdline"
     cmdline.parent.mkdir()
@@ -131,8 +113,8 @@ def test_kernel_cmdline_host_with_a_selector(fake_root):
     assert host.snapshot() == converged and host.violations == []
 
 
-def test_iommu_off_waits_for_the_reboot(fake_root):
-    host = fake_root(scenario_iommu_off)
+def test_iommu_off_waits_for_the_reboot(fake_host):
+    host = fake_host(build=scenario_iommu_off, name="iaastest-root")
     (host.root / "etc/default/grub").write_text(GRUB)
     variables = {"gpu_host_devices": '["0000:01:00.0"]'}
 
