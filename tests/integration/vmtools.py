@@ -33,42 +33,9 @@ def overlay(pool, name, base_volume, capacity=4 * 1024**3):
     return pool.createXML(xml, 0)
 
 
-# The lab image has no D-Bus, hence no systemd-logind, which is what handles the ACPI
-# power button on a Debian system (and what the guest agent's "shutdown +0" needs).
-# Cloud images have both; the test guest gets this small stand-in so that it obeys
-# the power button the way a cloud image does.
-POWER_BUTTON = """#!/usr/bin/python3
-import glob, struct, subprocess
-names = glob.glob("/sys/class/input/event*/device/name")
-device = next("/dev/input/" + n.split("/")[4] for n in names if open(n).read().strip() == "Power Button")
-size = struct.calcsize("llHHi")
-with open(device, "rb") as events:
-    while True:
-        _sec, _usec, kind, code, value = struct.unpack("llHHi", events.read(size))
-        if kind == 1 and code == 116 and value == 1:  # EV_KEY, KEY_POWER, pressed
-            subprocess.call(["systemctl", "poweroff"])
-"""
-POWER_BUTTON_UNIT = """[Unit]
-Description=Power off on the ACPI power button (no logind in the lab image)
-[Service]
-ExecStart=/usr/local/sbin/power-button
-[Install]
-WantedBy=multi-user.target
-"""
-
-
 def seed_volume(conn, pool, name, hostname, public_key):
-    """A NoCloud seed volume that lets ``public_key`` in as the image's user
-    and makes the guest power off on the ACPI power button."""
-    user_data = {
-        "hostname": hostname,
-        "ssh_authorized_keys": [public_key],
-        "write_files": [
-            {"path": "/usr/local/sbin/power-button", "permissions": "0755", "content": POWER_BUTTON},
-            {"path": "/etc/systemd/system/power-button.service", "content": POWER_BUTTON_UNIT},
-        ],
-        "runcmd": [["systemctl", "enable", "--now", "power-button.service"]],
-    }
+    """A NoCloud seed volume that lets ``public_key`` in as the image's user."""
+    user_data = {"hostname": hostname, "ssh_authorized_keys": [public_key]}
     iso = make_seed_iso(
         "#cloud-config\n" + yaml.safe_dump(user_data, sort_keys=False),
         "instance-id: %s-%d\nlocal-hostname: %s\n" % (hostname, time.time(), hostname),
