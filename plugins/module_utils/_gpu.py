@@ -22,6 +22,7 @@ __metaclass__ = type
 import os
 import re
 
+from ansible_collections.iaas.kvm.plugins.module_utils._files import write_atomic
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     call_with_connection,
     domains_using_pci,
@@ -568,8 +569,4 @@ def write_file(path, text):
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
-    temporary = "%s.iaas-kvm-tmp" % path
-    with open(temporary, "w") as handle:
-        handle.write(text)
-    os.chmod(temporary, 0o644)
-    os.rename(temporary, path)
+    write_atomic(path, text.encode("utf-8"), 0o644)

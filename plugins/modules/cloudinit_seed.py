@@ -327,12 +327,12 @@ actions:
 
 import os
 import stat
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.iaas.kvm.plugins.module_utils import _seed
 from ansible_collections.iaas.kvm.plugins.module_utils._diff import DifferenceTracker
+from ansible_collections.iaas.kvm.plugins.module_utils._files import write_atomic
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     URI_ARGUMENT_SPEC,
     LibvirtModuleError,
@@ -420,32 +420,10 @@ class FileDestination:
             return None
 
     def write(self, data):
-        target = self._target()
-        directory, base = os.path.split(target)
-        handle, temp = None, None
         try:
-            handle, temp = tempfile.mkstemp(dir=directory, prefix="." + base + ".", suffix=".tmp")
-            os.fchmod(handle, FILE_MODE)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(handle, view) :]
-            os.fsync(handle)
-            os.close(handle)
-            handle = None
-            os.replace(temp, target)
-            temp = None
-            directory_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(directory_fd)
-            finally:
-                os.close(directory_fd)
+            write_atomic(self._target(), data, FILE_MODE)
         except OSError as exc:
             raise LibvirtModuleError("Cannot write the seed to %s: %s." % (self.path, exc.strerror)) from exc
-        finally:
-            if handle is not None:
-                os.close(handle)
-            if temp is not None and os.path.exists(temp):
-                os.unlink(temp)
 
     def set_mode(self):
         try:

@@ -1,0 +1,39 @@
+# -*- coding: utf-8 -*-
+# Copyright: iaas.kvm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Files the modules write on the host (seeds, modprobe.d configuration)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import tempfile
+
+
+def write_atomic(path, data, mode):
+    """Write ``data`` (bytes) to ``path`` with ``mode``: a hidden temporary file
+    in the same directory, synced, then renamed over ``path``, so a reader sees
+    the old or the new content and never a part. Raises OSError."""
+    directory, base = os.path.split(path)
+    handle, temp = tempfile.mkstemp(dir=directory or ".", prefix="." + base + ".", suffix=".tmp")
+    try:
+        os.fchmod(handle, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(handle, view) :]
+        os.fsync(handle)
+        os.close(handle)
+        handle = None
+        os.replace(temp, path)
+        temp = None
+        directory_fd = os.open(directory or ".", os.O_RDONLY)
+        try:
+            os.fsync(directory_fd)
+        finally:
+            os.close(directory_fd)
+    finally:
+        if handle is not None:
+            os.close(handle)
+        if temp is not None and os.path.exists(temp):
+            os.unlink(temp)
