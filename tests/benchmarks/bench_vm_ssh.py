@@ -38,7 +38,8 @@ import libvirt
 import vmbench
 
 from tests.integration.conftest import SSHKey, ensure_base_volume, lab_run, ssh_command
-from tests.integration.vmtools import Made, overlay, seed_volume
+from tests.integration.guests import make_seed_volume, overlay
+from tests.integration.vmtools import Made
 
 PLAYBOOK = """- name: One guest, from nothing to SSH
   hosts: localhost
@@ -172,7 +173,7 @@ def main():
         base = ensure_base_volume(pool)
         key = SSHKey(keydir)
         made.volumes.append(overlay(pool, name + ".qcow2", base))
-        made.volumes.append(seed_volume(conn, pool, name + "-seed.iso", name, key.public))
+        made.volumes.append(make_seed_volume(conn, pool, name + "-seed.iso", name, key.public))
         playbook = playbooks.write("ssh.yml", PLAYBOOK)
         variables = dict(
             uri=vmbench.URI, name=name, domain_type=vmbench.DOMAIN_TYPE, console_log=console, key=str(key.private)

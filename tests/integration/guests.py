@@ -19,6 +19,7 @@ import libvirt
 import pycdlib
 import yaml
 
+from ansible_collections.iaas.kvm.plugins.module_utils._storage import upload_bytes, volume_xml
 from tests.integration.conftest import (
     DOMAIN_TYPE,
     GUEST_USER,
@@ -94,15 +95,22 @@ class Guest:
             os.unlink(self.console_log)
 
 
-def _volume_xml(name, capacity, backing_path=None, fmt="qcow2"):
-    backing = ""
-    if backing_path:
-        backing = "<backingStore><path>%s</path><format type='qcow2'/></backingStore>" % escape(backing_path)
-    return (
-        "<volume><name>%s</name><capacity unit='bytes'>%d</capacity>"
-        "<target><format type='%s'/><permissions><mode>0644</mode></permissions></target>%s</volume>"
-        % (escape(name), capacity, fmt, backing)
+def overlay(pool, name, base_volume, capacity=4 * 1024**3):
+    """A qcow2 linked clone of ``base_volume`` named ``name``."""
+    xml = volume_xml(name, capacity, fmt="qcow2", backing_path=base_volume.path(), backing_format="qcow2")
+    return pool.createXML(xml, 0)
+
+
+def make_seed_volume(conn, pool, name, hostname, public_key, user_data=None, network_config=None):
+    """A NoCloud seed volume ``name`` that lets ``public_key`` in as the image's user."""
+    cloud_config = {"hostname": hostname, "ssh_authorized_keys": [public_key]}
+    cloud_config.update(user_data or {})
+    seed = make_seed_iso(
+        "#cloud-config\n" + yaml.safe_dump(cloud_config, sort_keys=False),
+        "instance-id: %s-%d\nlocal-hostname: %s\n" % (hostname, int(time.time()), hostname),
+        yaml.safe_dump(network_config) if network_config else None,
     )
+    return upload_bytes(conn, pool, name, seed)
 
 
 def domain_xml(name, disk_path, seed_path, network, memory_mib=1024, vcpus=2, mac=None, console_log=None):
@@ -155,11 +163,14 @@ def boot_guest(
     pool = base_volume.storagePoolLookupByVolume()
     guest = Guest(conn=conn, name=name, key=ssh_key)
     try:
-        disk = pool.createXML(_volume_xml(name + ".qcow2", disk_capacity, base_volume.path()), 0)
+        disk = overlay(pool, name + ".qcow2", base_volume, disk_capacity)
         guest.volumes.append(disk)
-        seed_vol = (
-            seed_volume if seed_volume is not None else _seed_volume(conn, pool, guest, user_data, network_config)
-        )
+        seed_vol = seed_volume
+        if seed_vol is None:
+            seed_vol = make_seed_volume(
+                conn, pool, name + "-seed.iso", name[:63], ssh_key.public, user_data, network_config
+            )
+            guest.volumes.append(seed_vol)
         guest.console_log = os.path.join("/var/log/libvirt/qemu", name + "-console.log")
         xml = domain_xml(name, disk.path(), seed_vol.path(), network, memory_mib, vcpus, mac, guest.console_log)
         dom = conn.defineXML(xml)
@@ -168,25 +179,6 @@ def boot_guest(
         guest.destroy()
         raise
     return guest
-
-
-def _seed_volume(conn, pool, guest, user_data, network_config):
-    """A seed volume with the guest's host name and SSH key (removed with the guest)."""
-    name = guest.name
-    cloud_config = {"hostname": name[:63], "ssh_authorized_keys": [guest.key.public]}
-    cloud_config.update(user_data or {})
-    seed = make_seed_iso(
-        "#cloud-config\n" + yaml.safe_dump(cloud_config, sort_keys=False),
-        "instance-id: %s-%d\nlocal-hostname: %s\n" % (name, int(time.time()), name[:63]),
-        yaml.safe_dump(network_config) if network_config else None,
-    )
-    seed_vol = pool.createXML(_volume_xml(name + "-seed.iso", len(seed), fmt="raw"), 0)
-    guest.volumes.append(seed_vol)
-    stream = conn.newStream(0)
-    seed_vol.upload(stream, 0, len(seed), 0)
-    stream.send(seed)
-    stream.finish()
-    return seed_vol
 
 
 def pool_path(pool):

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import DOMAIN_TYPE, guest_ssh, wait_for_ssh
-from tests.integration.vmtools import Made, kvm_vm, lookup_domain, overlay, seed_volume
+from tests.integration.guests import make_seed_volume, overlay
+from tests.integration.vmtools import Made, kvm_vm, lookup_domain
 
 pytestmark = [pytest.mark.lab, pytest.mark.guest]
 
@@ -31,7 +32,7 @@ def guest(lab_conn, lab_network, default_pool, base_volume, ssh_key):
     try:
         disk = overlay(default_pool, name + ".qcow2", base_volume)
         made.volumes.append(disk)
-        seed = seed_volume(lab_conn, default_pool, name + "-seed.iso", name, ssh_key.public)
+        seed = make_seed_volume(lab_conn, default_pool, name + "-seed.iso", name, ssh_key.public)
         made.volumes.append(seed)
         args = dict(
             name=name,

@@ -15,7 +15,8 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import parse_xml
 from ansible_collections.iaas.kvm.plugins.module_utils._pci import host_pci_functions
 from tests.conftest import run_module
 from tests.integration.conftest import LAB_URI
-from tests.integration.vmtools import Made, diskless, kvm_vm, lookup_domain, overlay
+from tests.integration.guests import overlay
+from tests.integration.vmtools import Made, diskless, kvm_vm, lookup_domain
 
 pytestmark = [pytest.mark.lab]
 

@@ -12,7 +12,8 @@ import pytest
 from jinja2 import Template
 
 from tests.integration.conftest import DOMAIN_TYPE, REPO
-from tests.integration.vmtools import Made, kvm_vm, lookup_domain, overlay
+from tests.integration.guests import overlay
+from tests.integration.vmtools import Made, kvm_vm, lookup_domain
 
 pytestmark = [pytest.mark.lab, pytest.mark.guest]
 

@@ -11,13 +11,10 @@ import time
 from pathlib import Path
 
 import libvirt
-import yaml
 
-from ansible_collections.iaas.kvm.plugins.module_utils._storage import upload_bytes, volume_xml
 from tests.conftest import run_module
 from tests.integration import cleanup
 from tests.integration.conftest import DOMAIN_TYPE, LAB_URI
-from tests.integration.guests import make_seed_iso
 
 CONSOLE_DIR = Path("/var/log/libvirt/qemu")
 
@@ -25,22 +22,6 @@ CONSOLE_DIR = Path("/var/log/libvirt/qemu")
 def kvm_vm(args, check_mode=False, diff=False):
     """Run iaas.kvm.kvm_vm against the lab."""
     return run_module("kvm_vm", dict(args, uri=LAB_URI), check_mode=check_mode, diff=diff)
-
-
-def overlay(pool, name, base_volume, capacity=4 * 1024**3):
-    """A qcow2 linked clone of ``base_volume`` named ``name``."""
-    xml = volume_xml(name, capacity, fmt="qcow2", backing_path=base_volume.path(), backing_format="qcow2")
-    return pool.createXML(xml, 0)
-
-
-def seed_volume(conn, pool, name, hostname, public_key):
-    """A NoCloud seed volume that lets ``public_key`` in as the image's user."""
-    user_data = {"hostname": hostname, "ssh_authorized_keys": [public_key]}
-    iso = make_seed_iso(
-        "#cloud-config\n" + yaml.safe_dump(user_data, sort_keys=False),
-        "instance-id: %s-%d\nlocal-hostname: %s\n" % (hostname, time.time(), hostname),
-    )
-    return upload_bytes(conn, pool, name, iso)
 
 
 class Made:
