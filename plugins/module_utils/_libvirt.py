@@ -106,6 +106,12 @@ class ModuleManager:
         self.changed = False
         self.warnings = []
 
+    def call(self, what, function, *args):
+        """Run ``function(*args)``, a libvirt call; its error becomes the sentence
+        "Cannot <what>: <libvirt's message>" (``what`` names the object, e.g.
+        ``"start network lab"``)."""
+        return call(what, function, *args)
+
     def act(self, action):
         """Record ``action`` (also in check mode, where it is only predicted)."""
         self.actions.append(action)
@@ -113,6 +119,16 @@ class ModuleManager:
 
     def run(self):
         raise NotImplementedError
+
+
+def call(what, function, *args):
+    """Run ``function(*args)``; a libvirt error becomes LibvirtModuleError
+    "Cannot <what>: <libvirt's message>". The one wrapper of libvirt calls:
+    managers use it as ``self.call``, module_utils helpers directly."""
+    try:
+        return function(*args)
+    except libvirt.libvirtError as exc:
+        raise LibvirtModuleError("Cannot %s: %s" % (what, error_message(exc))) from exc
 
 
 def run_manager(module, manager_class):
