@@ -150,10 +150,15 @@ options:
                 forced subnet change quickly.
             type: raw
           hosts:
-            description: DHCP reservations (fixed addresses by MAC), changed live.
+            description:
+              - DHCP reservations (fixed addresses by MAC), changed live. The complete list
+                of the network's reservations; V([]) means none.
+              - Omitted, the reservations are not managed and stay as they are, such as those
+                that M(iaas.kvm.kvm_network_host) adds one VM at a time. Give the list here, or
+                manage the entries with kvm_network_host, not both (a list given here removes
+                every reservation it does not hold).
             type: list
             elements: dict
-            default: []
             suboptions:
               mac:
                 description: MAC address of the guest interface.
@@ -174,10 +179,13 @@ options:
     type: dict
     suboptions:
       hosts:
-        description: Extra DNS records (address to names), changed live.
+        description:
+          - Extra DNS records (address to names), changed live. The complete list of the
+            network's records; V([]) means none.
+          - Omitted, the records are not managed and stay as they are, such as those that
+            M(iaas.kvm.kvm_network_host) adds; as for O(ipv4.dhcp.hosts), use one or the other.
         type: list
         elements: dict
-        default: []
         suboptions:
           ip:
             description: IPv4 or IPv6 address.
@@ -216,6 +224,8 @@ notes:
     definition are removed, IPv6 ones are kept. Use O(xml) for IPv6 and more.
 seealso:
   - module: iaas.kvm.kvm_network_info
+  - module: iaas.kvm.kvm_network_host
+    description: One reservation or DNS record at a time, safe for many parallel tasks.
   - name: libvirt network XML format
     description: Every element a network definition can hold.
     link: https://libvirt.org/formatnetwork.html
@@ -406,6 +416,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._network import (
     MODES,
     apply_spec,
     differing_fields,
+    fill_unmanaged,
     flatten,
     keep_identity,
     needs_restart,
@@ -431,8 +442,8 @@ SPEC_FIELDS = ("mode", "bridge", "domain", "mtu", "ipv4", "dns")
 
 
 def _entries(**options):
-    """A list of dictionaries with ``options``, empty by default."""
-    return dict(type="list", elements="dict", default=[], options=options)
+    """A list of dictionaries with ``options``; omitted (None), it is not managed."""
+    return dict(type="list", elements="dict", options=options)
 
 
 def argument_spec():
@@ -560,6 +571,7 @@ class NetworkManager(ModuleManager):
         want_active = self.params["active"]
         net = lookup(self.conn.networkLookupByName, self.name)
         if net is None:
+            spec = fill_unmanaged(spec, None)
             self.check_bridge(spec, None)
             return self.create(tree if tree is not None else apply_spec(new_network_tree(self.name), spec), spec)
 
@@ -567,16 +579,20 @@ class NetworkManager(ModuleManager):
         persistent_el = persistent_tree(net)
         persistent = parse_network(persistent_el)
         live = parse_network(live_tree(net)) if active else None
+        # Host lists the task omits keep each definition's own entries.
+        desired = spec
+        spec = fill_unmanaged(desired, persistent)
+        live_spec = fill_unmanaged(desired, live) if active else spec
         self.check_bridge(spec, live)
 
         want_tree = keep_identity(tree, persistent) if tree is not None else apply_spec(persistent_el, spec)
         config_fields = differing_fields(persistent, spec, with_other)
-        live_fields = differing_fields(live, spec, with_other) if active and want_active else []
-        restart = bool(live_fields) and needs_restart(live, spec, live_fields)
+        live_fields = differing_fields(live, live_spec, with_other) if active and want_active else []
+        restart = bool(live_fields) and needs_restart(live, live_spec, live_fields)
         guests = domains_using_network(self.conn, self.name, running_only=True) if active else []
 
         current = live if active else persistent
-        have, want = flatten(current, with_other, True), flatten(spec, with_other, True)
+        have, want = flatten(current, with_other, True), flatten(live_spec, with_other, True)
         for key in want:
             if key == "bridge" and not spec.get("bridge"):
                 self.tracker.add(key, have[key], have[key], compare=False)
@@ -620,7 +636,7 @@ class NetworkManager(ModuleManager):
         elif live_fields:
             self.act("updated live: " + ", ".join(live_fields))
             if not self.check:
-                apply_live_updates(net, live_update_ops(live, spec))
+                apply_live_updates(net, live_update_ops(live, live_spec))
 
         if want_active and not active:
             self.act("started")
@@ -630,7 +646,7 @@ class NetworkManager(ModuleManager):
             self.act("stopped")
             if not self.check:
                 net.destroy()
-        return self.result(net, spec)
+        return self.result(net, live_spec)
 
     def create(self, tree, spec):
         self.act("defined")
