@@ -44,7 +44,8 @@ options:
         the task says.
       - V(absent) removes the reservation of O(mac) (or, without O(mac), the one of
         O(ip)) and the DNS record of O(ip) (or, without O(ip), of the address the
-        removed reservation held). Entries that do not exist are not an error.
+        removed reservation held). Entries that do not exist, or a network that does
+        not exist, are not an error.
     type: str
     choices: [present, absent]
     default: present
@@ -432,6 +433,13 @@ class NetworkHostManager(ModuleManager):
         mac, ip, hostname, names = self.wanted()
         name = self.params["network"]
         net = lookup(self.conn.networkLookupByName, name)
+        if net is None and self.params["state"] == "absent":
+            # No network, no entry: nothing to remove.
+            result = dict(changed=False, reservation=None, dns_host=None, actions=[])
+            if self.module._diff:
+                nothing = dict(reservation=None, dns_host=None)
+                result["diff"] = dict(before=nothing, after=dict(nothing))
+            return result
         if net is None:
             raise LibvirtModuleError("Network %s does not exist; define it first (iaas.kvm.kvm_network)." % name)
         definitions = self.definitions(net)

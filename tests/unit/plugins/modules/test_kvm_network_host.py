@@ -279,5 +279,8 @@ def test_a_missing_network_and_missing_options_are_refused(network, run_module):
     assert missing.failed and "does not exist" in missing["msg"], missing  # a failure is expected
     no_ip = run(run_module, network=network(), mac=MAC1)
     assert no_ip.failed and "ip" in no_ip["msg"], no_ip  # state present needs ip
+    nothing = run(run_module, network="iaastest-nh-missing", mac=MAC1, state="absent", diff=True)
+    assert not nothing.failed and not nothing.changed, nothing  # no network, no entry to remove
+    assert nothing["diff"]["before"] == nothing["diff"]["after"]
     absent = run(run_module, network=network(), state="absent")
     assert absent.failed and "mac, ip" in absent["msg"], absent  # absent needs mac or ip
