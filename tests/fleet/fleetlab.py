@@ -36,6 +36,7 @@ GUEST_NET = "192.168.190"
 VENV_BIN = Path(sys.executable).parent
 
 _RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # A failed task in the default callback's output, its result as JSON (ANSIBLE_CALLBACK_RESULT_FORMAT=json).
 _FATAL = re.compile(
     r"^fatal: \[(?P<host>[^]\s]+)(?: -> (?P<delegated>[^]\s]+))?\]: (?P<kind>FAILED|UNREACHABLE)! => (?P<json>\{.*\})$"
@@ -92,9 +93,10 @@ class PlaybookRun:
 
 
 def parse_recap(stdout):
+    """``{host: {ok, changed, unreachable, failed, skipped, rescued, ignored}}`` of a play recap."""
     recap = {}
     in_recap = False
-    for line in stdout.splitlines():
+    for line in _ANSI.sub("", stdout).splitlines():
         if line.startswith("PLAY RECAP"):
             in_recap = True
             continue
