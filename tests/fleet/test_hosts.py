@@ -12,20 +12,25 @@ import pytest
 
 pytestmark = [pytest.mark.fleet]
 
-# What a host says about itself through its own libvirtd (libvirt-python on the host, over SSH).
+# What a host says about itself, in one SSH call: its libvirtd (through libvirt-python on the
+# host), its libvirtd.conf, the identity of the directories it should have of its own, its addresses.
 IDENTITY = """
-import json, libvirt, socket
+import json, libvirt, os, re, socket, subprocess
 import xml.etree.ElementTree as ET
 conn = libvirt.openReadOnly("qemu:///system")
 caps = ET.fromstring(conn.getCapabilities())
+conf = open("/etc/libvirt/libvirtd.conf").read()
 print(json.dumps(dict(
     hostname=socket.gethostname(),
     libvirt_hostname=conn.getHostname(),
     host_uuid=caps.findtext("./host/uuid"),
+    configured_uuid=re.findall(r'^host_uuid\\s*=\\s*"([^"]+)"', conf, re.M),
     domains=sorted(d.name() for d in conn.listAllDomains(0)),
-    bridges=sorted(n.bridgeName() for n in conn.listAllNetworks(0) if n.isActive() and n.bridgeName()),
+    dirs={p: "%d:%d" % (os.stat(p).st_dev, os.stat(p).st_ino) for p in __DIRS__},
+    addresses=subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout,
 )))
 """
+PRIVATE_DIRS = ["/etc/libvirt", "/var/lib/libvirt", "/var/cache/iaas-kvm", "/run", "/root"]
 
 MARKER_DOMAIN = (
     "<domain type='qemu'><name>%s</name><memory unit='MiB'>32</memory><os><type arch='x86_64'>hvm</type></os></domain>"
@@ -48,43 +53,31 @@ def test_the_fleet_has_hosts_to_compare(fleet):
     assert fleet.size >= 2, "the fleet tests need at least two hypervisors"
 
 
-def test_each_hypervisor_reports_its_own_identity_and_domains_over_ssh(fleet, marker_domains):
+def test_each_hypervisor_reports_its_own_identity_state_and_domains_over_ssh(fleet, marker_domains):
+    machine = {path: "%d:%d" % (os.stat(path).st_dev, os.stat(path).st_ino) for path in PRIVATE_DIRS}
     seen = {}
     for host in fleet.hosts:
-        facts = fleet.python(host, IDENTITY)
+        facts = fleet.python(host, IDENTITY.replace("__DIRS__", repr(PRIVATE_DIRS)))
         assert facts["hostname"] == host
         assert facts["libvirt_hostname"] == host
-        # The host UUID comes from the host's own /etc/libvirt/libvirtd.conf.
-        conf = fleet.ssh(host, "grep -E '^host_uuid' /etc/libvirt/libvirtd.conf").stdout
-        assert conf.split('"')[1] == facts["host_uuid"], conf
+        # The host UUID is the one of the host's own /etc/libvirt/libvirtd.conf.
+        assert facts["configured_uuid"] == [facts["host_uuid"]], facts
         # Its own marker, and none of the others' (test domains of other tests may exist too).
         markers = [d for d in facts["domains"] if d in marker_domains.values()]
         assert markers == [marker_domains[host]], facts["domains"]
-        seen[host] = facts
-    uuids = [facts["host_uuid"] for facts in seen.values()]
-    assert len(set(uuids)) == len(uuids), uuids
-
-
-def test_each_hypervisor_has_private_state_and_network(fleet):
-    machine = {path: os.stat(path) for path in ("/etc/libvirt", "/var/lib/libvirt", "/var/cache/iaas-kvm", "/run")}
-    inodes = {}
-    for host in fleet.hosts:
-        out = fleet.ssh(
-            host, "stat -L -c '%n %d:%i' /etc/libvirt /var/lib/libvirt /var/cache/iaas-kvm /run; ip -o -4 addr show"
-        ).stdout
-        lines = out.splitlines()
-        for line in lines[:4]:
-            path, ident = line.split()
-            st = machine[path]
-            # Not the machine's directory: a private one of this host.
-            assert ident != "%d:%d" % (st.st_dev, st.st_ino), (host, path)
-            inodes.setdefault(path, set()).add(ident)
-        addresses = " ".join(lines[4:])
-        assert "%s/24" % fleet.address(host) in addresses
-        assert "%s/24" % fleet.guest_net_address(host) in addresses
+        # Directories of its own, not the machine's.
+        for path in PRIVATE_DIRS:
+            assert facts["dirs"][path] != machine[path], (host, path)
+        assert "%s/24" % fleet.address(host) in facts["addresses"]
+        assert "%s/24" % fleet.guest_net_address(host) in facts["addresses"]
         # The host's own NAT network (the same subnet on every host) lives in its own namespace.
-        assert "192.168.122.1/24" in addresses
-    for path, idents in inodes.items():
+        assert "192.168.122.1/24" in facts["addresses"]
+        seen[host] = facts
+    for key in ("host_uuid",):
+        values = [facts[key] for facts in seen.values()]
+        assert len(set(values)) == len(values), values
+    for path in PRIVATE_DIRS:
+        idents = {facts["dirs"][path] for facts in seen.values()}
         assert len(idents) == fleet.size, (path, idents)
 
 

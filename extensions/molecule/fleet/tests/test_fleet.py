@@ -9,7 +9,6 @@ converged fleet changes nothing."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 import testinfra
 import yaml
-from labhosts import EPHEMERAL, SCENARIO
+from labhosts import EPHEMERAL, SCENARIO, ssh_hosts
 
 REPO = Path(__file__).resolve().parents[4]
 if str(REPO) not in sys.path:
@@ -73,29 +72,8 @@ def guest_ssh_config(fleet, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def guest(guest_ssh_config, tmp_path_factory):
-    sockets = tmp_path_factory.mktemp("fleet-cp")
-    hosts = {}
-
-    def get(name):
-        if name not in hosts:
-            hosts[name] = testinfra.get_host(
-                "ssh://%s" % name,
-                ssh_config=str(guest_ssh_config),
-                controlpath=str(sockets / name),
-                controlpersist=300,
-                timeout=30,
-            )
-        return hosts[name]
-
-    yield get
-    for name in hosts:
-        with contextlib.suppress(subprocess.SubprocessError):
-            subprocess.run(
-                ["ssh", "-F", str(guest_ssh_config), "-o", "ControlPath=%s" % (sockets / name), "-O", "exit", name],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
+    with ssh_hosts(guest_ssh_config, tmp_path_factory.mktemp("fleet-cp")) as get:
+        yield get
 
 
 @pytest.fixture(scope="session")

@@ -14,18 +14,17 @@ import pytest
 
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import parse_xml
 from ansible_collections.iaas.kvm.plugins.module_utils._network import parse_network
+from tests.unit.plugins.modules.testdriver import TEST_URI as URI
+from tests.unit.plugins.modules.testdriver import emptied_test_driver
 
-URI = "test:///default"
 MAC1 = "52:54:00:00:01:01"
 MAC2 = "52:54:00:00:01:02"
 
 
 @pytest.fixture
 def conn():
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-    connection = libvirt.open(URI)
-    yield connection
-    connection.close()
+    with emptied_test_driver() as connection:
+        yield connection
 
 
 def define(conn, name, body, active=True):
