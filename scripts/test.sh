@@ -40,7 +40,7 @@ run_stage() {
 
 python_files() { git ls-files -co --exclude-standard -- '*.py'; }
 yaml_files() { git ls-files -co --exclude-standard -- '*.yml' '*.yaml' | grep -v '^changelogs/changelog.yaml$'; }
-shell_files() { git ls-files -co --exclude-standard -- 'scripts/*.sh' '.ci/*' 'roles/*/files/*' | xargs -r grep -lE '^#!.*(ba)?sh' ; }
+shell_files() { git ls-files -co --exclude-standard -- 'scripts/*.sh' '.ci/*' 'roles/*/files/*' 'inventories/*/*.sh' | xargs -r grep -lE '^#!.*(ba)?sh' ; }
 
 stage_lint() {
   local rc=0

@@ -76,7 +76,7 @@ def refresh_pool(pool, attempts=50, delay=0.2):
     go on with libvirt's own list, which already holds every volume libvirt made.
     Other errors are raised.
     """
-    for _ in range(attempts):
+    for _attempt in range(attempts):
         try:
             pool.refresh(0)
             return True

@@ -133,13 +133,15 @@ def test_a_changed_entry_is_modified_in_place_and_its_dns_record_replaced(conn, 
         dict(ip="192.168.152.20", hostnames=["db-1"]),
     ]
 
-    renamed = run(run_module, **dict(moved, dns_names=["www"]))
+    only_www = dict(moved)
+    only_www["dns_names"] = ["www"]
+    renamed = run(run_module, **only_www)
     assert not renamed.failed and renamed.changed, renamed
     assert renamed["actions"] == [
         "deleted DNS record 192.168.152.11 web-1,www (live, persistent)",
         "added DNS record 192.168.152.11 www (live, persistent)",
     ]
-    assert not run(run_module, **dict(moved, dns_names=["www"])).changed
+    assert not run(run_module, **only_www).changed
 
 
 def test_dns_only_and_absent(conn, network, run_module):
