@@ -121,7 +121,7 @@ stage_fleet() {
   # scenario fleet and the quick fan-out benchmark; then the fleet is removed.
   local lab="$repo/scripts/lab.sh" rc=0 started
   started=$(date +%s.%N)
-  "$lab" fleet start 4 || return 1
+  "$lab" fleet start 4 || { "$lab" fleet clean; return 1; }
   awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "fleet of 4 started in %.1fs\n", b - a }'
   started=$(date +%s.%N)
   ansible-playbook -i inventories/lab-fleet playbooks/site.yml || rc=1
