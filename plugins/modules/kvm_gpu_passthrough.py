@@ -221,8 +221,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._gpu import (
     HostView,
     binding_refusals,
     binding_state,
-    guest_refusal,
-    guests_using,
+    board_warnings,
     host_module,
     initramfs_command,
     plan_binding,
@@ -232,160 +231,189 @@ from ansible_collections.iaas.kvm.plugins.module_utils._gpu import (
     vfio_load_refusal,
     write_file,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._host_devices import (
+    HostDeviceManager,
+    Refusal,
+    run_host_module,
+)
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import URI_ARGUMENT_SPEC, check_libraries
-from ansible_collections.iaas.kvm.plugins.module_utils._sysfs import SYSFS_ARGUMENT_SPEC, SysfsError, sysfs_from_params
+from ansible_collections.iaas.kvm.plugins.module_utils._sysfs import SYSFS_ARGUMENT_SPEC
+
+SELECTOR_KEYS = ("vendor", "device", "numa_node", "count", "board")
 
 
-class GpuPassthrough:
+class GpuPassthrough(HostDeviceManager):
+    """Plans the binding of the requested functions, refuses what is unsafe, then applies it."""
+
     def __init__(self, module):
-        self.module = module
-        self.params = module.params
-        self.root = self.params["root"]
-        self.sysfs = sysfs_from_params(self.params)
+        super().__init__(module)
         self.state = self.params["state"]
-        self.writes = []
-        self.commands = []
-        self.warnings = []
-
-    def validate(self):
-        devices, selector = self.params["devices"], self.params["selector"]
-        if devices is not None and not devices:
-            raise GpuError("devices must list at least one PCI address.")
-        if selector is not None:
-            if not any(selector.get(k) is not None for k in ("vendor", "device", "numa_node", "count")):
-                raise GpuError("selector needs at least one of vendor, device, numa_node and count.")
-            if selector.get("count") is not None and selector["count"] < 1:
-                raise GpuError("selector.count must be at least 1, not %d." % selector["count"])
+        self.view = None
+        self.requested = []
+        self.targets = []
+        self.steps = []
+        self.predicted_bindings = {}
+        self.file = None  # the boot-time configuration: path, before, after
 
     def run(self):
         self.validate()
-        view = HostView(self.sysfs, self.root)
-        requested, targets = resolve_request(view, self.params["devices"], self.params["selector"], self.state)
+        self.plan_binding()
+        self.plan_file()
+        self.plan_commands()
+        self.refuse()
+        if self.check:
+            writes = [dict(path=s["path"], value=s["value"]) for s in self.steps]
+            if self.file_changed:
+                writes.append(dict(path=self.file["path"], value=self.file["after"]))
+            self.predicted(writes)
+        else:
+            self.apply()
+        return self.result()
 
+    # -- plan ---------------------------------------------------------------------------
+
+    def validate(self):
+        """What the argument spec cannot declare."""
+        devices, selector = self.params["devices"], self.params["selector"]
+        if devices is not None and not devices:
+            raise GpuError("devices must list at least one PCI address.")
+        if selector is not None and selector.get("count") is not None and selector["count"] < 1:
+            raise GpuError("selector.count must be at least 1, not %d." % selector["count"])
+
+    def plan_binding(self):
+        self.view = HostView(self.sysfs, self.root)
+        self.requested, self.targets = resolve_request(
+            self.view, self.params["devices"], self.params["selector"], self.state
+        )
+        self.steps, self.predicted_bindings = plan_binding(self.view, self.targets, self.state)
+        for step in self.steps:
+            self.plan(step["action"])
+        if self.state == "vfio":
+            self.warnings.extend(board_warnings(self.view, self.targets))
+
+    @property
+    def file_changed(self):
+        return self.file is not None and self.file["before"] != self.file["after"]
+
+    def plan_file(self):
+        if not self.params["persistent"]:
+            return
+        path, before, after = plan_persistent(self.view, self.targets, self.state)
+        self.file = dict(path=path, before=before, after=after)
+        if self.file_changed:
+            self.plan("%s %s" % ("remove" if after is None else "write", path))
+        if self.state != "vfio":
+            return
+        for address in self.targets:
+            driver = self.view.devices[address]["driver"]
+            if driver and driver != VFIO_DRIVER and host_module(self.view, address) is None:
+                self.warnings.append(
+                    "The driver %s of %s is built into the kernel; it claims the device at boot "
+                    "before vfio-pci can, so the binding will not survive a reboot." % (driver, address)
+                )
+
+    def plan_commands(self):
+        if self.state == "vfio" and self.steps and not self.view.vfio_loaded():
+            self.commands.append(dict(cmd=["modprobe", VFIO_DRIVER], ran=False))
+            self.plan("load vfio-pci")
+        if not self.file_changed:
+            return
+        initramfs = initramfs_command(self.root)
+        if initramfs is None:
+            self.warnings.append(
+                "No initramfs tool (update-initramfs, dracut) was found; rebuild the initramfs by hand "
+                "if the host driver loads from it."
+            )
+        else:
+            self.commands.append(dict(cmd=initramfs, ran=False))
+            self.plan("rebuild the initramfs")
+
+    # -- refuse -------------------------------------------------------------------------
+
+    def refuse(self):
+        """Raise Refusal, before anything is written, when the plan is unsafe."""
         refusals = []
         if self.state == "vfio":
             refusals.extend(
-                binding_refusals(view, targets, self.params["allow_boot_vga"], self.params["allow_acs_override"])
+                binding_refusals(
+                    self.view, self.targets, self.params["allow_boot_vga"], self.params["allow_acs_override"]
+                )
             )
-            refusal = vfio_load_refusal(view)
+            refusal = vfio_load_refusal(self.view)
             if refusal:
                 refusals.append(refusal)
-        steps, predicted = plan_binding(view, targets, self.state)
-        changing = sorted({step["address"] for step in steps})
-        if changing:
-            users, error = guests_using(self.params["uri"], changing)
-            if error:
-                refusals.append(
-                    "Cannot tell whether a running guest uses %s, so nothing was changed: %s"
-                    % (", ".join(changing), error)
-                )
-            else:
-                refusals.extend(guest_refusal(a, users[a]) for a in changing if users.get(a))
-
-        file_path, file_before, file_after = None, None, None
-        if self.params["persistent"]:
-            file_path, file_before, file_after = plan_persistent(view, targets, self.state)
-            if self.state == "vfio":
-                for address in targets:
-                    driver = view.devices[address]["driver"]
-                    if driver and driver != VFIO_DRIVER and host_module(view, address) is None:
-                        self.warnings.append(
-                            "The driver %s of %s is built into the kernel; it claims the device at boot "
-                            "before vfio-pci can, so the binding will not survive a reboot." % (driver, address)
-                        )
-        file_changed = file_before != file_after
-
+        changing = sorted({step["address"] for step in self.steps})
+        refusals.extend(self.users_refusals(changing, "change the driver of"))
         if refusals:
-            more = " (%d more reasons in refusals)" % (len(refusals) - 1) if len(refusals) > 1 else ""
-            self.module.fail_json(msg=refusals[0] + more, refusals=refusals)
+            raise Refusal(refusals)
 
-        if self.state == "vfio" and steps and not view.vfio_loaded():
-            self.commands.append(dict(cmd=["modprobe", VFIO_DRIVER], ran=False))
-        initramfs = None
-        if file_changed:
-            initramfs = initramfs_command(self.root)
-            if initramfs is None:
-                self.warnings.append(
-                    "No initramfs tool (update-initramfs, dracut) was found; rebuild the initramfs by hand "
-                    "if the host driver loads from it."
-                )
-            else:
-                self.commands.append(dict(cmd=initramfs, ran=False))
+    # -- apply --------------------------------------------------------------------------
 
-        if self.module.check_mode:
-            self.writes = [dict(path=s["path"], value=s["value"]) for s in steps]
-            if file_changed:
-                self.writes.append(dict(path=file_path, value=file_after))
-            after = predicted
-        else:
-            self.apply(steps, file_path, file_after, file_changed)
-            after = {
-                a: dict(driver=self.sysfs.driver(a), driver_override=self.sysfs.driver_override(a)) for a in targets
-            }
-
-        diff = DifferenceTracker()
-        for address in targets:
-            diff.add(address, binding_state(view.devices[address]), after[address])
-        if file_path:
-            diff.add(file_path, file_before, file_after)
-
-        devices = [
-            dict(
-                address=address,
-                requested=address in requested,
-                driver=after[address]["driver"],
-                driver_override=after[address]["driver_override"],
-                iommu_group=view.devices[address]["iommu_group"],
-            )
-            for address in targets
-        ]
-        result = dict(
-            changed=bool(steps) or file_changed,
-            devices=devices,
-            writes=self.writes,
-            commands=self.commands,
-            reboot_required=file_changed,
-            persistent_file=file_path,
-        )
-        if self.module._diff:
-            result["diff"] = diff.diff()
-        for warning in self.warnings:
-            self.module.warn(warning)
-        return result
-
-    def apply(self, steps, file_path, file_after, file_changed):
+    def apply(self):
         for command in self.commands:
             if command["cmd"][0] == "modprobe":
-                self._run(command)
-        unclaimed = run_steps(self.sysfs, steps, self.writes)
-        for address in unclaimed:
+                self.run_command(command, "load vfio-pci")
+        for address in run_steps(self.sysfs, self.steps, self.write):
             self.warnings.append(
                 "No host driver claimed %s after it left vfio-pci; load its driver, then run drivers_probe." % address
             )
-        if file_changed:
-            write_file(file_path, file_after)
-            self.writes.append(dict(path=file_path, value=file_after))
-            for command in self.commands:
-                if command["cmd"][0] != "modprobe":
-                    if self.root == "/":
-                        self._run(command)
-                    else:
-                        self.warnings.append(
-                            "The initramfs of %s was not rebuilt (root is not /); run %s inside it."
-                            % (self.root, " ".join(command["cmd"]))
-                        )
+        if not self.file_changed:
+            return
+        path, text = self.file["path"], self.file["after"]
+        write_file(path, text)
+        self.writes.append(dict(path=path, value=text))
+        self.did("%s %s" % ("remove" if text is None else "write", path))
+        for command in self.commands:
+            if command["cmd"][0] == "modprobe":
+                continue
+            if self.root == "/":
+                self.run_command(command, "rebuild the initramfs")
+            else:
+                self.warnings.append(
+                    "The initramfs of %s was not rebuilt (root is not /); run %s inside it."
+                    % (self.root, " ".join(command["cmd"]))
+                )
 
-    def _run(self, command):
-        rc, out, err = self.module.run_command(command["cmd"])
-        if rc != 0:
-            raise GpuError(
-                "%s failed (exit code %d): %s" % (" ".join(command["cmd"]), rc, (err or out).strip() or "no output")
-            )
-        command["ran"] = True
+    # -- result -------------------------------------------------------------------------
+
+    def result(self):
+        if self.check:
+            after = self.predicted_bindings
+        else:
+            after = {
+                a: dict(driver=self.sysfs.driver(a), driver_override=self.sysfs.driver_override(a))
+                for a in self.targets
+            }
+        diff = DifferenceTracker()
+        for address in self.targets:
+            diff.add(address, binding_state(self.view.devices[address]), after[address])
+        if self.file is not None:
+            diff.add(self.file["path"], self.file["before"], self.file["after"])
+        result = dict(
+            changed=self.changed,
+            actions=self.actions,
+            devices=[
+                dict(
+                    address=address,
+                    requested=address in self.requested,
+                    driver=after[address]["driver"],
+                    driver_override=after[address]["driver_override"],
+                    iommu_group=self.view.devices[address]["iommu_group"],
+                )
+                for address in self.targets
+            ],
+            writes=self.writes,
+            commands=self.commands,
+            reboot_required=self.file_changed,
+            persistent_file=self.file["path"] if self.file else None,
+        )
+        if self.module._diff:
+            result["diff"] = diff.diff()
+        return result
 
 
-def main():
-    argument_spec = dict(
+def argument_spec():
+    spec = dict(
         state=dict(type="str", choices=["vfio", "host"], default="vfio"),
         devices=dict(type="list", elements="str"),
         selector=dict(
@@ -395,33 +423,29 @@ def main():
                 device=dict(type="str"),
                 numa_node=dict(type="int"),
                 count=dict(type="int"),
+                board=dict(type="int"),
             ),
+            required_one_of=[SELECTOR_KEYS],
+            mutually_exclusive=[("board", key) for key in SELECTOR_KEYS if key != "board"],
         ),
         persistent=dict(type="bool", default=False),
         allow_boot_vga=dict(type="bool", default=False),
         allow_acs_override=dict(type="bool", default=False),
     )
-    argument_spec.update(SYSFS_ARGUMENT_SPEC)
-    argument_spec.update(URI_ARGUMENT_SPEC)
+    spec.update(SYSFS_ARGUMENT_SPEC)
+    spec.update(URI_ARGUMENT_SPEC)
+    return spec
+
+
+def main():
     module = AnsibleModule(
-        argument_spec=argument_spec,
+        argument_spec=argument_spec(),
         mutually_exclusive=[("devices", "selector")],
         required_one_of=[("devices", "selector")],
         supports_check_mode=True,
     )
     check_libraries(module)
-    manager = GpuPassthrough(module)
-    try:
-        result = manager.run()
-    except (GpuError, SysfsError) as exc:
-        module.fail_json(msg=str(exc), writes=manager.writes, commands=manager.commands)
-    except OSError as exc:
-        module.fail_json(
-            msg="Writing the boot-time configuration failed: %s." % exc,
-            writes=manager.writes,
-            commands=manager.commands,
-        )
-    module.exit_json(**result)
+    run_host_module(module, GpuPassthrough)
 
 
 if __name__ == "__main__":
