@@ -37,8 +37,8 @@ fake kernel polls them and answers a change as the kernel does:
   matching driver unless the PF's ``sriov_drivers_autoprobe`` is 0) or disappear;
 - ``nvidia/current_vgpu_type`` of an NVIDIA VF: a type not in its
   ``nvidia/creatable_vgpu_types`` (EINVAL) or a new type over another one
-  (EBUSY: 0 first) is refused; the VFs of one GPU then offer only that type, up
-  to its number of instances.
+  (EBUSY: 0 first) is refused; the VFs of one GPU offer the types that fit in
+  the frame buffer the GPU's other vGPUs leave (NVIDIA's mixed-size mode).
 
 A write the kernel would refuse changes nothing (a polled attribute gets its
 old value back) and is recorded in ``violations`` (a real kernel returns an
@@ -216,8 +216,9 @@ class FakeHost:
 
         An SR-IOV physical function (``sriov_total``) takes ``vf``: how its VFs look
         (``device``, ``pci_class``, ``bars``, ``offset``, ``stride``, ``group`` of the
-        first VF) and ``vgpu_types`` (``{type id: (name, instances)}``) the NVIDIA vGPU
-        types its VFs offer; ``sriov_num`` VFs are enabled from the start.
+        first VF, ``vgpu_memory``: the frame buffer in GiB its vGPUs share) and
+        ``vgpu_types`` (``{type id: (name, frame buffer GiB)}``) the NVIDIA vGPU types
+        its VFs offer; ``sriov_num`` VFs are enabled from the start.
         ``mdev_types``: ``{type: (name, instances)}`` of a mediated-device parent.
         """
         base = self.device_dir(parent) if parent else self.sys / "devices/pci0000:00"
@@ -251,7 +252,10 @@ class FakeHost:
         if reset_methods is not None:
             files["reset_method"] = reset_methods
         if sriov_total is not None:
-            vf = dict(dict(device=device, pci_class=pci_class, bars=(), offset=4, stride=1, group=200), **(vf or {}))
+            vf = dict(
+                dict(device=device, pci_class=pci_class, bars=(), offset=4, stride=1, group=200, vgpu_memory=0),
+                **(vf or {}),
+            )
             files.update(
                 sriov_totalvfs=str(sriov_total),
                 sriov_numvfs="0",
@@ -661,17 +665,14 @@ class FakeHost:
         return True
 
     def _creatable(self, pf, vf, own=None):
-        """The vGPU types ``vf`` (whose type is ``own``, else as its file says) can take now: all
-        while the GPU has no vGPU, then only the type it has, while instances are left."""
+        """The vGPU types ``vf`` (whose type is ``own``, else as its file says) can take now: none
+        while it has one, else those that fit in the frame buffer the GPU's vGPUs leave."""
         types = self._vgpu_types[pf]
         current = {v: own if v == vf and own is not None else self.vgpu_type_of(v) for v in self.vfs_of(pf)}
         if current.get(vf, "0") != "0":
             return []
-        taken = [t for t in current.values() if t != "0"]
-        if not taken:
-            return sorted(types, key=int)
-        kind = taken[0]
-        return [kind] if len(taken) < types[kind][1] else []
+        free = self._sriov[pf]["vgpu_memory"] - sum(types[t][1] for t in current.values() if t != "0")
+        return sorted((t for t in types if types[t][1] <= free), key=int)
 
     def _refresh_vgpu_types(self, pf):
         if self._vgpu_types[pf]:
@@ -891,8 +892,8 @@ def scenario_hgx(host: FakeHost):
     _bmc_vga(host, group=3)
 
 
-# NVIDIA vGPU types of the L40S-like GPU (type ID: name, instances per GPU); the IDs are made up.
-L40S_VGPU_TYPES = {"1155": ("NVIDIA L40S-48Q", 1), "1154": ("NVIDIA L40S-24Q", 2), "1153": ("NVIDIA L40S-12Q", 4)}
+# NVIDIA vGPU types of the L40S-like GPU (type ID: name, frame buffer in GiB of its 48); the IDs are made up.
+L40S_VGPU_TYPES = {"1155": ("NVIDIA L40S-48Q", 48), "1154": ("NVIDIA L40S-24Q", 24), "1153": ("NVIDIA L40S-12Q", 12)}
 
 
 def scenario_sriov(host: FakeHost):
@@ -914,7 +915,7 @@ def scenario_sriov(host: FakeHost):
         sriov_total=32,
         sriov_num=16,
         local_cpus="0-31",
-        vf=dict(device="26b9", bars=[(1, 2 * GIB, True, True)], offset=4, stride=1, group=200),
+        vf=dict(device="26b9", bars=[(1, 2 * GIB, True, True)], offset=4, stride=1, group=200, vgpu_memory=48),
         vgpu_types=L40S_VGPU_TYPES,
     )
     _bmc_vga(host, group=3)

@@ -138,7 +138,7 @@ writes:
     - {path: /sys/bus/pci/devices/0000:3b:00.0/sriov_numvfs, value: "0"}
     - {path: /sys/bus/pci/devices/0000:3b:00.0/sriov_numvfs, value: "8"}
 commands:
-  description: Commands the change ran (none: the module writes sysfs and one file).
+  description: Commands the change ran (none, since the module only writes sysfs and one file).
   returned: always
   type: list
   elements: dict

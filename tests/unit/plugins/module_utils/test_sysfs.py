@@ -131,7 +131,7 @@ def test_fake_kernel_vgpu_types_of_vfs(fake_host):
     write(host, "bus/pci/devices/%s/nvidia/current_vgpu_type" % first, "1155")
     settle(host, 1)
     assert host.vgpu_type_of(first) == "1155"
-    # The 48Q type has one instance per GPU: no VF can take another vGPU now.
+    # The 48Q type takes the whole frame buffer: no VF can take another vGPU now.
     assert (host.device_dir(second) / "nvidia/creatable_vgpu_types").read_text() == "ID    : vGPU Name\n"
     write(host, "bus/pci/devices/%s/nvidia/current_vgpu_type" % second, "1155")
     settle(host, 2)

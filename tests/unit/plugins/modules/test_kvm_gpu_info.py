@@ -109,13 +109,19 @@ def test_sriov_and_vgpu_types_of_the_vfs(run_module, fake_host):
     assert vf["vgpu"]["current_type"] is None
     assert [t["type"] for t in vf["vgpu"]["creatable"]] == ["1153", "1154", "1155"]
 
-    # One VF takes the 24Q type: the GPU then offers only that type, on one more VF.
+    # One VF takes the 24Q type: the other 24 GiB of frame buffer fit a 24Q or a 12Q, not a 48Q.
     (host.device_dir("0000:41:00.4") / "nvidia/current_vgpu_type").write_text("1154")
     host.wait_quiet()
     gpus = by_address(info(run_module, host))
     assert gpus["0000:41:00.4"]["vgpu"] == dict(current_type="1154", creatable=[])
-    assert [(t["type"], t["available_instances"]) for t in gpus["0000:41:00.0"]["vgpu_types"]] == [("1154", 15)]
-    assert gpus["0000:41:00.5"]["vgpu"]["creatable"] == [dict(type="1154", name="NVIDIA L40S-24Q")]
+    assert [(t["type"], t["available_instances"]) for t in gpus["0000:41:00.0"]["vgpu_types"]] == [
+        ("1153", 15),
+        ("1154", 15),
+    ]
+    assert gpus["0000:41:00.5"]["vgpu"]["creatable"] == [
+        dict(type="1153", name="NVIDIA L40S-12Q"),
+        dict(type="1154", name="NVIDIA L40S-24Q"),
+    ]
 
 
 def test_mdev_types(run_module, fake_host):
