@@ -883,7 +883,7 @@ def scenario_hgx(host: FakeHost):
             driver="nvidia",
             group=70 + index,
             numa_node=0,
-            bars=[(0, 32 * MIB, True, False)],
+            bars=[(0, 32 * MIB, False, False)],
             parent="0000:04:00.0",
             local_cpus=HGX_CPUS[0],
             subsystem=(NVIDIA, "1796"),
@@ -964,6 +964,21 @@ def scenario_nic_sriov(host: FakeHost):
     )
 
 
+TWO_NODE_GPUS = {"0000:17:00.0": 0, "0000:31:00.0": 0, "0000:98:00.0": 1, "0000:b1:00.0": 1}
+TWO_NODE_CPUS = {0: "0-15,32-47", 1: "16-31,48-63"}
+
+
+def scenario_two_nodes(host: FakeHost):
+    """A 2-socket workstation with four consumer GPUs (each with its HDMI audio function, small
+    BARs), two on NUMA node 0 and two on node 1, each slot in its own IOMMU group."""
+    standard_drivers(host)
+    host.iommu_on()
+    host.set_nodes(TWO_NODE_CPUS)
+    for index, (slot, node) in enumerate(TWO_NODE_GPUS.items()):
+        _card(host, slot[:-2], "2204", "1aef", group=80 + index, numa_node=node, local_cpus=TWO_NODE_CPUS[node])
+    _bmc_vga(host, group=3)
+
+
 def scenario_iommu_off(host: FakeHost):
     """A GPU and its audio function on a host whose IOMMU is off (no groups, no units)."""
     standard_drivers(host)
@@ -978,6 +993,7 @@ SCENARIOS = {
     "boot_vga": scenario_boot_vga,
     "quadro": scenario_quadro,
     "hgx": scenario_hgx,
+    "two_nodes": scenario_two_nodes,
     "sriov": scenario_sriov,
     "mdev": scenario_mdev,
     "nic_sriov": scenario_nic_sriov,

@@ -35,7 +35,14 @@ from ansible_collections.iaas.kvm.plugins.module_utils._domain import (
     xml_kib,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import LibvirtModuleError, etree
+from ansible_collections.iaas.kvm.plugins.module_utils._passthrough import (
+    apply_maxphysaddr,
+    apply_vfs,
+    apply_vgpus,
+    is_vgpu_hostdev,
+)
 from ansible_collections.iaas.kvm.plugins.module_utils._pci import hostdev_element, slot_of, split_pci_address
+from ansible_collections.iaas.kvm.plugins.module_utils._topology import apply_cells, place_devices
 
 _TARGET_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "usb": "sd", "ide": "hd"}
 _DEFAULT_BUS = {"disk": "virtio", "cdrom": "scsi"}
@@ -57,13 +64,13 @@ def _remove(node):
 def creation_defaults(spec, default_domain_type):
     """``spec`` plus what a new domain needs and the user left out.
 
-    One vCPU; the domain type the host supports; GPU VMs on q35 with UEFI.
-    Everything else stays unset, so libvirt's defaults apply.
+    One vCPU; the domain type the host supports; VMs with GPUs, vGPUs or VFs on q35
+    with UEFI. Everything else stays unset, so libvirt's defaults apply.
     """
     spec = dict(spec)
     spec.setdefault("vcpus", 1)
     spec.setdefault("domain_type", default_domain_type)
-    if spec.get("gpus"):
+    if spec.get("gpus") or spec.get("vgpus") or spec.get("vfs"):
         spec.setdefault("machine", "q35")
         spec.setdefault("firmware", "uefi")
     return spec
@@ -435,6 +442,8 @@ def _apply_gpus(root, devices, spec):
             )
     present = {}
     for hostdev in devices.findall("hostdev[@type='pci']"):
+        if is_vgpu_hostdev(hostdev):
+            continue  # a vGPU of vgpus
         address = hostdev_address(hostdev)
         if address not in wanted:
             devices.remove(hostdev)
@@ -444,7 +453,8 @@ def _apply_gpus(root, devices, spec):
     slots = {}
     for address in sorted(wanted):
         if address not in present:
-            slots.setdefault(slot_of(address), []).append(address)
+            # Functions of a host slot share a guest slot; a VF (its own group) stands alone.
+            slots.setdefault(wanted[address].get("group") or slot_of(address), []).append(address)
     for slot in sorted(slots):
         functions = sorted(slots[slot], key=lambda a: split_pci_address(a)[3])
         index = _next_pci_index(devices)
@@ -463,6 +473,23 @@ def _apply_gpus(root, devices, spec):
             if guest_function == 0 and len(functions) > 1:
                 guest.set("multifunction", "on")
             devices.append(hostdev)
+
+
+def _apply_topology(root, devices, spec):
+    """topology host: NUMA cells and devices on expander buses (``_topology``); flat: neither."""
+    if "topology" not in spec:
+        return
+    topology = spec["topology"]
+    if topology is not None:
+        machine = root.find("./os/type").get("machine") or ""
+        if machine_family(machine) != "q35":
+            raise LibvirtModuleError(
+                "topology host needs a q35 machine (PCIe expander buses); this VM uses %s."
+                % (machine or "the default machine")
+            )
+    apply_cells(root, topology, keep_binding="numa_node" in spec)
+    cells = {d["id"]: d["cell"] for d in topology["devices"]} if topology else {}
+    place_devices(devices, topology, cells)
 
 
 # --- consoles, agent, graphics -------------------------------------------------
@@ -545,6 +572,10 @@ def build_domain(name, spec, current=None, hints=None):
     _apply_disks(root, devices, spec)
     _apply_interfaces(devices, spec)
     _apply_gpus(root, devices, spec)
+    apply_vfs(devices, spec, hints.get("vf_managed", {}))
+    apply_vgpus(devices, spec)
+    _apply_topology(root, devices, spec)
+    apply_maxphysaddr(root, spec)
     _apply_console(devices, spec)
     _apply_agent(devices, spec)
     _apply_graphics(devices, spec)

@@ -11,6 +11,9 @@ address width, from the BAR sizes of the devices a guest gets.
   guest needs a physical address width that reaches its end; QEMU gives CPU
   models other than host-passthrough 40 bits unless told otherwise
   (``<maxphysaddr>``, libvirt 8.7.0 and later).
+- Without ``X-PciMmio64Mb`` OVMF opens a 32 GiB window (the OVMF of Debian 12 and
+  Ubuntu 22.04; later ones size it from the address width), so the window is set
+  only for BARs that need more: a smaller one would shrink it for every device.
 - SeaBIOS (``firmware: bios``) maps 64-bit BARs into QEMU's default 64-bit PCI
   hole (32 GiB on q35), which nothing in the domain sizes.
 """
@@ -26,8 +29,9 @@ MIB = 1024 * 1024
 GIB = 1024 * MIB
 # What QEMU gives a guest CPU that is not host-passthrough (TCG_PHYS_ADDR_BITS and the KVM default).
 QEMU_DEFAULT_PHYS_BITS = 40
-# QEMU's default 64-bit PCI hole on q35 (Q35_PCI_HOST_HOLE64_SIZE_DEFAULT): all SeaBIOS can use.
-BIOS_WINDOW_MB = 32 * 1024
+# QEMU's default 64-bit PCI hole on q35 (Q35_PCI_HOST_HOLE64_SIZE_DEFAULT), all SeaBIOS can use,
+# and OVMF's default window (PcdPciMmio64Size).
+DEFAULT_WINDOW_MB = 32 * 1024
 # libvirt's <maxphysaddr> (modes passthrough and emulate) came with 8.7.0.
 MAXPHYSADDR_LIBVIRT = 8007000
 
@@ -61,13 +65,13 @@ def window_mb(slots):
     return size
 
 
-def needed_phys_bits(memory_mib, window_mib):
-    """The guest physical address width that reaches the end of the 64-bit window, which OVMF
-    places above all guest RAM (counted from 4 GiB, the most it can start at), aligned to its size."""
+def needed_phys_bits(memory_mib, window_mib=None):
+    """The guest physical address width that reaches the end of the 64-bit window (the default
+    one when ``window_mib`` is None), which the firmware places above all guest RAM (counted from
+    4 GiB, the most it can start at), aligned to its size."""
     top = 4 * GIB + memory_mib * MIB
-    if window_mib:
-        window = window_mib * MIB
-        top = -(-top // window) * window + window
+    window = (window_mib or DEFAULT_WINDOW_MB) * MIB
+    top = -(-top // window) * window + window
     return (top - 1).bit_length()
 
 
@@ -128,20 +132,23 @@ def choose_maxphysaddr(need, host_bits, cpu_mode, libvirt_version, explicit=None
 
 
 def check_window(needed_mb, explicit_mb, firmware):
-    """The mmio64_mb to use: the task's when it is enough, else the computed one; MmioError when the
-    task's is too small or a BIOS guest cannot map the BARs."""
+    """The mmio64_mb to use: the task's when it is enough, else the computed one where the default
+    window is too small (None: leave it); MmioError when the task's is too small or a BIOS guest
+    cannot map the BARs."""
     if needed_mb is None:
         return explicit_mb
-    if firmware == "bios" and needed_mb > BIOS_WINDOW_MB:
-        raise MmioError(
-            "The devices' 64-bit BARs need a %d MiB MMIO window, and a BIOS (SeaBIOS) guest has only QEMU's "
-            "default %d MiB; use firmware: uefi." % (needed_mb, BIOS_WINDOW_MB)
-        )
-    if explicit_mb is not None and explicit_mb < needed_mb:
-        raise MmioError(
-            "mmio64_mb %d is too small for the devices' 64-bit BARs, which need %d MiB; leave it out to have "
-            "it computed." % (explicit_mb, needed_mb)
-        )
     if firmware == "bios":
+        if needed_mb > DEFAULT_WINDOW_MB:
+            raise MmioError(
+                "The devices' 64-bit BARs need a %d MiB MMIO window, and a BIOS (SeaBIOS) guest has only QEMU's "
+                "default %d MiB; use firmware: uefi." % (needed_mb, DEFAULT_WINDOW_MB)
+            )
         return explicit_mb
-    return explicit_mb if explicit_mb is not None else needed_mb
+    if explicit_mb is not None:
+        if explicit_mb < needed_mb:
+            raise MmioError(
+                "mmio64_mb %d is too small for the devices' 64-bit BARs, which need %d MiB; leave it out to have "
+                "it computed." % (explicit_mb, needed_mb)
+            )
+        return explicit_mb
+    return needed_mb if needed_mb > DEFAULT_WINDOW_MB else None

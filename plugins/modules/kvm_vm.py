@@ -117,6 +117,8 @@ options:
     description:
       - Host NUMA node to pin the vCPUs and the memory to (strict), usually the node
         of the GPU from M(iaas.kvm.kvm_gpu_info).
+      - With O(topology=host) (the default for a VM with GPUs) it must be the one node
+        the VM's devices sit on; otherwise leave it out, or set O(topology=flat).
     type: int
   hugepages:
     description:
@@ -125,9 +127,80 @@ options:
   mmio64_mb:
     description:
       - Size in MiB of the guest UEFI firmware's 64-bit PCI MMIO window
-        (OVMF's C(X-PciMmio64Mb)), for GPUs with large BARs; use the value
-        M(iaas.kvm.kvm_gpu_info) advises. Only UEFI guests use it.
+        (OVMF's C(X-PciMmio64Mb)), for GPUs with large BARs. Only UEFI guests use it.
+      - Left out, it is computed from the 64-bit BARs of the VM's GPUs, VFs and vGPU VFs
+        that the host's sysfs shows (each root port's window aligned to its largest BAR,
+        the sum rounded up to a power of two, as M(iaas.kvm.kvm_gpu_info) reports it).
+        A value smaller than that is refused.
+      - A BIOS guest whose devices' 64-bit BARs need more than QEMU's default 32 GiB
+        window is refused (SeaBIOS has no such knob); use O(firmware=uefi).
     type: int
+  maxphysaddr:
+    description:
+      - The guest CPU's physical address width (C(<cpu><maxphysaddr>), libvirt 8.7.0 and later),
+        V(passthrough) (the host's width; needs O(cpu_mode=host-passthrough)) or a number
+        of bits (C(emulate)).
+      - Left out, it is set only when the guest's memory and its 64-bit MMIO window reach
+        beyond the 40 bits QEMU gives a guest CPU by default - V(passthrough) with a
+        host-passthrough CPU, else the bits needed. A width smaller than needed, or larger
+        than the host's CPUs have, is refused, and so is a guest that needs more than the
+        host has, or more than 40 bits on a libvirt without C(<maxphysaddr>).
+    type: raw
+  topology:
+    description:
+      - V(host) gives the guest the host's NUMA layout for its passed-through devices, one
+        guest NUMA cell per host NUMA node that the VM's GPUs, VFs and vGPUs sit on (with
+        an even share of the vCPUs and memory, vCPUs pinned to that node's host CPUs,
+        memory bound to it with C(numatune/memnode)) and one C(pcie-expander-bus) per cell,
+        the node's devices behind PCIe root ports on it, so CUDA and NCCL in the guest see
+        which CPUs and memory are near which GPU.
+      - V(flat) puts every device behind a root port on the root complex, without guest NUMA cells.
+      - Left out, a VM whose task gives O(gpus), O(vfs) or O(vgpus) gets V(host) when the host's
+        sysfs shows their NUMA nodes (the host must be the machine the module runs on), else V(flat).
+        Needs a q35 machine. A change takes effect at the next boot (RV(restart_required)).
+    type: str
+    choices: [host, flat]
+  vfs:
+    description:
+      - SR-IOV virtual functions of a NIC (from M(iaas.kvm.kvm_sriov)) as C(<interface type='hostdev'>),
+        each with a fixed MAC where given (libvirt sets it through the physical function; left out,
+        libvirt picks one). GPU VFs for plain passthrough go in O(gpus); vGPU VFs in O(vgpus).
+      - C(managed='no') for a VF already on C(vfio-pci), C(managed='yes') (libvirt binds it at start)
+        otherwise. Given, the list is complete; an empty list detaches all such VFs.
+    type: list
+    elements: dict
+    suboptions:
+      address:
+        description: PCI address of the VF.
+        type: str
+        required: true
+      mac:
+        description: MAC address of the guest's interface.
+        type: str
+  vgpus:
+    description:
+      - vGPUs from M(iaas.kvm.kvm_vgpu) - a mediated device by O(vgpus[].uuid)
+        (C(<hostdev type='mdev' model='vfio-pci'>)), or an NVIDIA VF with a vGPU type by
+        O(vgpus[].address) (a PCI C(<hostdev managed='no'>), the VF staying on the vendor's driver).
+      - Given, the list is complete; an empty list detaches all vGPUs.
+    type: list
+    elements: dict
+    suboptions:
+      uuid:
+        description: UUID of the mediated device.
+        type: str
+      address:
+        description: PCI address of the VF.
+        type: str
+  assume_vfio:
+    description:
+      - PCI functions to treat as bound to C(vfio-pci) although sysfs does not show them so (yet) - the
+        devices an earlier task of the same run binds, which in check mode it only predicted
+        (RV(iaas.kvm.kvm_gpu_passthrough#module:devices[].address) of M(iaas.kvm.kvm_gpu_passthrough) or of the
+        iaas.kvm.gpu_host role). They get C(managed='no'), as they will after that binding.
+    type: list
+    elements: str
+    default: []
   disks:
     description:
       - The VM's disks and cdroms, except the cloud-init seed (see O(cloudinit_seed)).
@@ -215,7 +288,11 @@ options:
         device behind its own PCIe root port (q35).
       - A device already bound to C(vfio-pci) (by M(iaas.kvm.kvm_gpu_passthrough)) is
         attached with C(managed=no), others with C(managed=yes) (libvirt binds them at start).
-      - An empty list detaches all host PCI devices.
+      - Where the host's sysfs shows them, the slot's functions come from there (a VF of a GPU
+        stands alone, its own guest device), and so do the NUMA nodes and BAR sizes that
+        O(topology), O(mmio64_mb) and O(maxphysaddr) follow; NVSwitches of a board can be listed
+        too. Passing part of an NVSwitch board warns that NVLink is not available in the guest.
+      - An empty list detaches all host PCI devices (but the vGPUs of O(vgpus)).
     type: list
     elements: str
   console_log:
@@ -275,9 +352,13 @@ options:
 extends_documentation_fragment:
   - iaas.kvm.libvirt
   - iaas.kvm.libvirt.attributes
+  - iaas.kvm.sysfs
 notes:
   - A running VM's live definition is compared with its inactive one on every run,
     so RV(restart_required) stays true until the guest has been restarted.
+  - O(root) and O(sysfs_root) say where the module reads the host's sysfs for the facts of
+    passed-through devices (their NUMA nodes, BARs, drivers); libvirt at O(uri) must be the
+    hypervisor the module runs on for those facts to be right.
   - O(wait_for_ip) reads the leases of libvirt networks; a guest on a host bridge
     needs the guest agent (O(guest_agent=true)) for its address.
 seealso:
@@ -355,7 +436,7 @@ EXAMPLES = r"""
     shutdown_timeout: 60
     force_stop: true
 
-- name: A GPU VM (q35 and UEFI by default), pinned to the GPU's NUMA node
+- name: A GPU VM (q35 and UEFI by default) laid out as the host (topology host), its MMIO window computed
   iaas.kvm.kvm_vm:
     name: trainer
     state: running
@@ -364,8 +445,6 @@ EXAMPLES = r"""
     vcpus: 16
     memory: 64GiB
     hugepages: true
-    numa_node: 1
-    mmio64_mb: 262144
     gpus:
       - "0000:41:00.0"
     disks:
@@ -382,6 +461,25 @@ EXAMPLES = r"""
     memory: 2GiB
     disks:
       - volume: efi1.qcow2
+
+- name: Eight GPUs over two NUMA nodes with the board's NVSwitches, a NIC VF with a fixed MAC
+  iaas.kvm.kvm_vm:
+    name: train8
+    cpu_mode: host-passthrough
+    vcpus: 64
+    memory: 1TiB
+    hugepages: true
+    gpus: "{{ host_gpus.boards[0].gpus + host_gpus.boards[0].nvswitches }}"
+    vfs:
+      - address: "0000:3b:02.0"
+        mac: "52:54:00:6b:00:01"
+
+- name: A VM with a vGPU made by iaas.kvm.kvm_vgpu
+  iaas.kvm.kvm_vm:
+    name: desk1
+    memory: 8GiB
+    vgpus:
+      - uuid: "{{ desk1_vgpu.vgpu.uuid }}"
 
 - name: The seed project's VM from its raw XML
   iaas.kvm.kvm_vm:
@@ -571,6 +669,27 @@ vm:
       type: list
       elements: dict
       sample: [{address: "0000:41:00.0", managed: false}, {address: "0000:41:00.1", managed: false}]
+    vfs:
+      description: NIC VFs passed through as interfaces, with their C(address) and C(mac).
+      type: list
+      elements: dict
+      sample: [{address: "0000:3b:02.0", mac: "52:54:00:6b:00:01"}]
+    vgpus:
+      description: vGPUs, each with its C(uuid) (a mediated device) or C(address) (a VF).
+      type: list
+      elements: dict
+      sample: [{uuid: 2b8c8f9e-4c3e-5f0a-9d7e-1a2b3c4d5e6f, address: null}]
+    topology:
+      description:
+        - The guest topology that follows the host (O(topology=host)) - C(cells) (per guest NUMA cell the host
+          C(node), its host C(cpus), the guest C(vcpus) and C(memory) in MiB) and C(devices) (each passed-through
+          device's C(id) and guest C(cell)); null for the flat placement.
+      type: dict
+      sample: {cells: [{node: 0, cpus: "0-55,112-167", vcpus: "0-7", memory: 32768}], devices: [{id: "0000:18:00.0", cell: 0}]}
+    maxphysaddr:
+      description: The guest CPU's physical address width, V(passthrough), a number of bits, or null (QEMU's default).
+      type: raw
+      sample: 42
     console_log:
       description: File that records the serial console, or null.
       type: str
@@ -583,6 +702,13 @@ vm:
     ip:
       description: First IPv4 address, or null.
       type: str
+xml:
+  description:
+    - The domain definition this run stored (in check mode, the one it would store), when it defined or redefined
+      the VM; absent otherwise.
+  returned: when the VM was (or would be) defined or redefined
+  type: str
+  sample: "<domain type='kvm'><name>trainer</name>...</domain>"
 """
 
 import os
@@ -603,6 +729,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._domain import (
     compare,
     default_domain_type,
     domain_facts,
+    normalise_mac,
     normalise_spec,
     numa_node_cpus,
     restart_reasons,
@@ -631,6 +758,8 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     run_manager,
     to_xml,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._passthrough import normalise_passthrough
+from ansible_collections.iaas.kvm.plugins.module_utils._sysfs import SYSFS_ARGUMENT_SPEC
 
 # AnsiballZ ships sources that Python compiles on every run, so the code that a
 # no-change run of a spec does not use (building XML, storage and PCI lookups) is
@@ -665,6 +794,7 @@ class VmManager(ModuleManager):
         self._exists_before = False
         self.planned = None  # check mode: the definition a real run would store
         self._trees = {}
+        self._host = None  # the host's view of passed-through devices, read when needed
 
     # --- input ---------------------------------------------------------------
 
@@ -727,10 +857,26 @@ class VmManager(ModuleManager):
             spec["gpus"] = self._expand_gpus(spec["gpus"])
         if "numa_node" in spec:
             hints["numa_cpus"] = self._numa_cpus(spec["numa_node"])
+        self._resolve_host_devices(spec, existing, hints)
         if not existing and "domain_type" not in spec:
             hints["domain_type"] = self._default_domain_type()
         hints["volumes"] = volumes
         return hints
+
+    def _host_devices(self):
+        from ansible_collections.iaas.kvm.plugins.module_utils._vm_host import HostDevices
+
+        if self._host is None:
+            self._host = HostDevices(self.params)
+        return self._host
+
+    def _resolve_host_devices(self, spec, existing, hints):
+        """Topology, MMIO window and address width from the host's view of the devices (_vm_host)."""
+        from ansible_collections.iaas.kvm.plugins.module_utils._vm_host import needs_host, resolve
+
+        if needs_host(spec):
+            facts = domain_facts(self._tree(inactive=True)) if existing else None
+            self._host = resolve(spec, facts, self.params, self.conn, hints, self.warnings)
 
     def _expand_gpus(self, addresses):
         from ansible_collections.iaas.kvm.plugins.module_utils._pci import (
@@ -739,6 +885,9 @@ class VmManager(ModuleManager):
             slot_functions,
         )
 
+        from_sysfs = self._host_devices().expand_gpus(addresses)
+        if from_sysfs is not None:
+            return from_sysfs
         host = host_pci_functions(self.conn)
         result = []
         for address in addresses:
@@ -961,6 +1110,7 @@ class VmManager(ModuleManager):
             self.name, wanted = self._user_xml()
         else:
             spec = normalise_spec(params)
+            spec.update(normalise_passthrough(params, normalise_mac))
             self.name = params["name"]
         self.dom = lookup(self.conn.lookupByName, self.name)
         self._exists_before = self.dom is not None
@@ -1056,6 +1206,8 @@ class VmManager(ModuleManager):
             ip=self.ip or vm.get("ip"),
             vm=vm,
         )
+        if self.planned is not None:
+            result["xml"] = to_xml(self.planned)
         result.update(extra)
         if self.module._diff:
             diff = self.tracker.diff()
@@ -1110,6 +1262,21 @@ def argument_spec():
             required_one_of=[("network", "bridge")],
         ),
         gpus=dict(type="list", elements="str"),
+        maxphysaddr=dict(type="raw"),
+        topology=dict(type="str", choices=["host", "flat"]),
+        vfs=dict(
+            type="list",
+            elements="dict",
+            options=dict(address=dict(type="str", required=True), mac=dict(type="str")),
+        ),
+        vgpus=dict(
+            type="list",
+            elements="dict",
+            options=dict(uuid=dict(type="str"), address=dict(type="str")),
+            mutually_exclusive=[("uuid", "address")],
+            required_one_of=[("uuid", "address")],
+        ),
+        assume_vfio=dict(type="list", elements="str", default=[]),
         console_log=dict(type="str"),
         guest_agent=dict(type="bool"),
         graphics=dict(type="str", choices=list(GRAPHICS)),
@@ -1122,6 +1289,7 @@ def argument_spec():
         remove_volumes=dict(type="bool", default=False),
     )
     spec.update(URI_ARGUMENT_SPEC)
+    spec.update(SYSFS_ARGUMENT_SPEC)
     return spec
 
 

@@ -52,7 +52,7 @@ def test_root_port_windows_align_to_their_largest_bar():
 @pytest.mark.parametrize(
     "memory_mib, window_mib, bits",
     [
-        (1024, None, 33),  # 4 GiB + 1 GiB of RAM
+        (1024, None, 36),  # 4 GiB + 1 GiB of RAM, then the default 32 GiB window at 32 GiB: ends at 64 GiB
         (512 * 1024, 1024 * 1024, 41),  # 516 GiB of RAM, a 1 TiB window at 1 TiB: ends at 2 TiB
         (1024 * 1024, 2 * 1024 * 1024, 42),  # 1 TiB of RAM, 2 TiB window at 2 TiB: ends at 4 TiB
         (2 * 1024 * 1024, 2 * 1024 * 1024, 43),  # 2 TiB + 4 GiB of RAM push the window to 4 TiB
@@ -96,7 +96,10 @@ def test_window_choice():
     assert check_window(None, 4096, "uefi") == 4096
     assert check_window(262144, None, "uefi") == 262144
     assert check_window(262144, 524288, "uefi") == 524288  # the task's window wins when it is enough
-    assert check_window(512, None, "bios") is None  # small BARs fit SeaBIOS's window; nothing to set
+    assert check_window(512, None, "uefi") is None  # OVMF's default 32 GiB window holds them: left alone
+    assert check_window(512, None, "bios") is None  # and so does SeaBIOS's
+    with pytest.raises(MmioError, match=r"^mmio64_mb 256 is too small"):
+        check_window(512, 256, "uefi")
     with pytest.raises(MmioError, match=r"^mmio64_mb 1024 is too small .* which need 262144 MiB"):
         check_window(262144, 1024, "uefi")
     with pytest.raises(MmioError, match=r"a BIOS \(SeaBIOS\) guest has only QEMU's default 32768 MiB; use firmware"):
