@@ -20,14 +20,17 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.conftest import ModuleResult, check_outcome
 from tests.integration.conftest import LAB_NETNS, REPO, lab_run
 
 COLLECTIONS = REPO / "collections"
 MODULES = COLLECTIONS / "ansible_collections" / "iaas" / "kvm" / "plugins" / "modules"
 
 
-def run_module_in_lab(module: str, args: dict, check_mode=False, diff=False, timeout=600) -> dict:
-    """Run ``iaas.kvm.<module>`` inside the lab namespace; return the JSON it printed."""
+def run_module_in_lab(module: str, args: dict, check_mode=False, diff=False, timeout=600, fails=False) -> dict:
+    """Run ``iaas.kvm.<module>`` inside the lab namespace; return the JSON it printed.
+    As with ``tests.conftest.run_module``, the test fails on an unexpected failure
+    (or on a success where ``fails=True`` expects a failure)."""
     margs = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="iaastest-args-", delete=False) as handle:
         json.dump(dict(ANSIBLE_MODULE_ARGS=margs), handle)
@@ -41,7 +44,7 @@ def run_module_in_lab(module: str, args: dict, check_mode=False, diff=False, tim
     text = done.stdout.strip()
     if "{" not in text:
         raise AssertionError("%s printed no JSON (rc %d): %s %s" % (module, done.returncode, text, done.stderr))
-    return json.loads(text[text.index("{") :])
+    return check_outcome(module, ModuleResult(json.loads(text[text.index("{") :])), fails)
 
 
 @contextmanager

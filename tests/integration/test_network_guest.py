@@ -126,7 +126,7 @@ def test_live_changes_keep_the_guest_connected_then_force_moves_it(lab_conn, net
     # 3. a subnet change: refused while the guest runs, then forced
     new_ip = "192.168.157.50"
     moved = spec_for(name, bridge, 157, [dict(mac=mac, ip=new_ip, name="pinned")], start=120, end=180)
-    refused = kvm_network(moved)
+    refused = kvm_network(moved, fails=True)
     assert refused.failed and refused["restart_required"] is True, refused
     assert guest_name in refused["msg"] and "force: true" in refused["msg"] and "ipv4.address" in refused["msg"]
     assert refused.changed and refused["actions"] == ["defined"]  # the persistent definition holds the change
@@ -134,9 +134,9 @@ def test_live_changes_keep_the_guest_connected_then_force_moves_it(lab_conn, net
     assert facts["ipv4"]["address"] == "192.168.156.1" and facts["restart_required"] is True
     assert facts["guests"] == [guest_name]
     assert guest.ssh("true").returncode == 0  # still reachable at its old address
-    again = kvm_network(moved, check_mode=True)
+    again = kvm_network(moved, check_mode=True, fails=True)
     assert again.failed and not again.changed and guest_name in again["msg"]
-    again = kvm_network(moved)
+    again = kvm_network(moved, fails=True)
     assert again.failed and not again.changed
 
     started = time.monotonic()
@@ -158,6 +158,6 @@ def test_live_changes_keep_the_guest_connected_then_force_moves_it(lab_conn, net
     assert kvm_network_info(name)["restart_required"] is False
 
     # removing a network that a running guest uses is refused too
-    absent = kvm_network(dict(name=name, state="absent"))
+    absent = kvm_network(dict(name=name, state="absent"), fails=True)
     assert absent.failed and guest_name in absent["msg"]
     assert lab_conn.networkLookupByName(name).isActive()

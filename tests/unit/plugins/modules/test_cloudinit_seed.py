@@ -198,7 +198,7 @@ def test_password_appears_only_as_a_hash_in_the_image(run_module, seed_path):
 )
 def test_bad_input_fails_and_writes_nothing(run_module, tmp_path, seed_path, extra, message):
     before = listing(tmp_path)
-    result = run_module(MODULE, task(seed_path, **extra))
+    result = run_module(MODULE, task(seed_path, **extra), fails=True)
     assert result.failed and not result.changed
     assert message in result["msg"], result["msg"]
     assert result["msg"].count(". ") == 0 and result["msg"].endswith(".")
@@ -206,14 +206,14 @@ def test_bad_input_fails_and_writes_nothing(run_module, tmp_path, seed_path, ext
 
 
 def test_directory_that_does_not_exist(run_module, tmp_path):
-    result = run_module(MODULE, task(tmp_path / "iaastest-missing" / "seed.iso"))
+    result = run_module(MODULE, task(tmp_path / "iaastest-missing" / "seed.iso"), fails=True)
     assert result.failed and "does not exist" in result["msg"]
     assert not (tmp_path / "iaastest-missing").exists()
 
 
 def test_a_file_that_is_not_a_seed_is_kept_unless_forced(run_module, seed_path):
     seed_path.write_bytes(b"QFI\xfb" + b"\0" * 4096)
-    result = run_module(MODULE, task(seed_path))
+    result = run_module(MODULE, task(seed_path), fails=True)
     assert result.failed and "is not a NoCloud seed" in result["msg"] and "force" in result["msg"]
     assert seed_path.read_bytes().startswith(b"QFI\xfb")
     forced = run_module(MODULE, task(seed_path, force=True))
@@ -223,7 +223,7 @@ def test_a_file_that_is_not_a_seed_is_kept_unless_forced(run_module, seed_path):
 
 def test_a_directory_as_path_is_refused(run_module, tmp_path):
     (tmp_path / "iaastest-dir").mkdir()
-    result = run_module(MODULE, task(tmp_path / "iaastest-dir"))
+    result = run_module(MODULE, task(tmp_path / "iaastest-dir"), fails=True)
     assert result.failed and "not a regular file" in result["msg"]
 
 
@@ -236,7 +236,7 @@ def test_a_directory_as_path_is_refused(run_module, tmp_path):
     ],
 )
 def test_destination_options(run_module, args, message):
-    result = run_module(MODULE, dict(args, uri=TEST_URI))
+    result = run_module(MODULE, dict(args, uri=TEST_URI), fails=True)
     assert result.failed and message in result["msg"]
 
 
@@ -250,12 +250,12 @@ def conn():
 
 
 def test_unknown_pool_is_an_error(run_module, conn):
-    result = run_module(MODULE, dict(uri=TEST_URI, pool="iaastest-nopool", name="x-seed.iso", hostname="x"))
+    result = run_module(MODULE, dict(uri=TEST_URI, pool="iaastest-nopool", name="x-seed.iso", hostname="x"), fails=True)
     assert result.failed and result["msg"] == "The storage pool 'iaastest-nopool' does not exist."
 
 
 def test_bad_volume_name_is_an_error(run_module, conn):
-    result = run_module(MODULE, dict(uri=TEST_URI, pool=POOL, name="../x.iso", hostname="x"))
+    result = run_module(MODULE, dict(uri=TEST_URI, pool=POOL, name="../x.iso", hostname="x"), fails=True)
     assert result.failed and "must not contain path separators" in result["msg"]
     assert "../x.iso" not in [v.name() for v in conn.storagePoolLookupByName(POOL).listAllVolumes(0)]
 

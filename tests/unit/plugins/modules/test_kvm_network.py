@@ -186,7 +186,7 @@ def test_restart_needing_change_with_running_guest_is_refused(conn, net_name, ma
     run_module("kvm_network", args)
     guest = start_guest(conn, made, net_name)
     moved = nat_args(net_name, ipv4=dict(address="192.168.151.1", prefix=24))
-    result = run_module("kvm_network", moved)
+    result = run_module("kvm_network", moved, fails=True)
     assert result.failed
     assert guest in result["msg"] and "force: true" in result["msg"]
     assert "ipv4.address" in result["msg"]
@@ -196,7 +196,7 @@ def test_restart_needing_change_with_running_guest_is_refused(conn, net_name, ma
     assert conn.lookupByName(guest).isActive()
     # stopping, removing and check mode are refused the same way
     for extra, check in ((dict(active=False), False), (dict(state="absent"), False), (dict(state="absent"), True)):
-        refused = run_module("kvm_network", dict(args, **extra), check_mode=check)
+        refused = run_module("kvm_network", dict(args, **extra), check_mode=check, fails=True)
         assert refused.failed and guest in refused["msg"], refused
     assert conn.networkLookupByName(net_name).isActive()
 
@@ -311,7 +311,7 @@ BAD = [
 def test_bad_input_fails_with_one_sentence_and_no_side_effect(conn, net_name, run_module, extra, message, check_mode):
     networks_before = network_names(conn)
     args = dict(dict(uri=URI, name=net_name), **extra)
-    result = run_module("kvm_network", args, check_mode=check_mode)
+    result = run_module("kvm_network", args, check_mode=check_mode, fails=True)
     assert result.failed, result
     assert message in result["msg"]
     assert result["msg"].count("\n") == 0
@@ -325,7 +325,7 @@ def test_bad_input_on_an_existing_network_changes_nothing(conn, net_name, run_mo
     xml_before = conn.networkLookupByName(net_name).XMLDesc(0)
     bad = copy.deepcopy(args)
     bad["ipv4"]["dhcp"]["hosts"].append(dict(mac="52:54:00:00:00:01", ip="192.168.150.11"))
-    result = run_module("kvm_network", bad)
+    result = run_module("kvm_network", bad, fails=True)
     assert result.failed and "have the same mac" in result["msg"]
     assert conn.networkLookupByName(net_name).XMLDesc(0) == xml_before
 

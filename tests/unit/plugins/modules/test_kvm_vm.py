@@ -36,8 +36,9 @@ def make_volume(conn, name, fmt="qcow2"):
 def vm(run_module, conn):
     """``vm(args, check_mode=False, diff=False)`` runs kvm_vm on the test driver."""
 
-    def run(args, check_mode=False, diff=False):
-        return run_module("kvm_vm", dict(args, uri=args.get("uri", TEST_URI)), check_mode=check_mode, diff=diff)
+    def run(args, check_mode=False, diff=False, fails=False):
+        args = dict(args, uri=args.get("uri", TEST_URI))
+        return run_module("kvm_vm", args, check_mode=check_mode, diff=diff, fails=fails)
 
     return run
 
@@ -112,7 +113,7 @@ def test_state_transitions(vm, conn, start, target, actions, final):
 @pytest.mark.parametrize("target, actions", [("stopped", ["powered off"]), ("absent", ["powered off", "undefined"])])
 def test_a_paused_vm_is_stopped_only_by_force(vm, conn, target, actions):
     vm(dict(BASE, state="paused"))
-    refused = vm(dict(BASE, state=target))
+    refused = vm(dict(BASE, state=target), fails=True)
     assert refused.failed
     assert (
         refused["msg"] == "The VM t1 is paused and cannot shut down gracefully; set force_stop: true to power it off."
@@ -194,7 +195,7 @@ def test_disk_paths_and_formats(vm, conn, tmp_path):
     assert disks[str(image)]["format"] == "qcow2" and disks[str(iso)]["format"] == "raw"
     assert disks[str(iso)]["bus"] == "scsi" and disks[str(iso)]["readonly"]
     assert result["vm"]["cloudinit_seed"]["path"] == str(iso)
-    missing = vm(dict(BASE, disks=[dict(path=str(tmp_path / "nope.qcow2"))]))
+    missing = vm(dict(BASE, disks=[dict(path=str(tmp_path / "nope.qcow2"))]), fails=True)
     assert missing.failed and missing["msg"] == "The file %s of disks[0] does not exist." % (tmp_path / "nope.qcow2")
 
 
@@ -222,7 +223,7 @@ BAD = [
 
 @pytest.mark.parametrize("override, message", BAD)
 def test_bad_input_fails_with_one_sentence_and_defines_nothing(vm, conn, override, message):
-    result = vm(dict(BASE, **override))
+    result = vm(dict(BASE, **override), fails=True)
     assert result.failed
     assert message in result["msg"]
     assert result["msg"].endswith(".") and "\n" not in result["msg"], result["msg"]
@@ -233,7 +234,7 @@ def test_bad_input_fails_with_one_sentence_and_defines_nothing(vm, conn, overrid
 def test_bad_input_leaves_an_existing_vm_unchanged(vm, conn, override, message):
     vm(dict(BASE, state="running"))
     before = conn.lookupByName("t1").XMLDesc(INACTIVE)
-    result = vm(dict(BASE, state="running", **override))
+    result = vm(dict(BASE, state="running", **override), fails=True)
     assert result.failed and message in result["msg"]
     assert conn.lookupByName("t1").XMLDesc(INACTIVE) == before
 
@@ -261,7 +262,7 @@ def test_bad_input_leaves_an_existing_vm_unchanged(vm, conn, override, message):
     ],
 )
 def test_bad_xml_input(vm, conn, args, message):
-    result = vm(args)
+    result = vm(args, fails=True)
     assert result.failed and message in result["msg"], result["msg"]
     assert domain_names(conn) == ["test"]
 
@@ -321,7 +322,7 @@ def test_gpus_take_the_other_functions_of_their_slot_from_node_devices(vm, tmp_p
         assert [g["address"] for g in result["vm"]["gpus"]] == ["0000:41:00.0", "0000:41:00.1"]
         single = vm(dict(args, gpus=["0000:42:00.0"]))
         assert [g["address"] for g in single["vm"]["gpus"]] == ["0000:42:00.0"]
-        unknown = vm(dict(args, gpus=["0000:43:00.0"]))
+        unknown = vm(dict(args, gpus=["0000:43:00.0"]), fails=True)
         assert unknown.failed and unknown["msg"] == "The host has no PCI device 0000:43:00.0 (gpus)."
     finally:
         keep.close()
