@@ -11,6 +11,7 @@ import pytest
 
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import parse_xml
 from ansible_collections.iaas.kvm.plugins.module_utils._pci import node_device_driver
+from tests.state import libvirt_state
 from tests.unit.plugins.modules.testdriver import POOL, TEST_URI, emptied_test_driver
 
 REPO = Path(__file__).resolve().parents[4]
@@ -121,6 +122,67 @@ def test_a_paused_vm_is_stopped_only_by_force(vm, conn, target, actions):
     assert current_state(conn, "t1") == "paused"
     forced = vm(dict(BASE, state=target, force_stop=True))
     assert forced.changed and forced["actions"] == actions
+
+
+VM_REFUSALS = [
+    pytest.param(
+        "paused",
+        dict(state="stopped", memory=256),
+        "The VM t1 is paused and cannot shut down gracefully; set force_stop: true to power it off.",
+        ["redefined", "powered off"],
+        id="stop-a-paused-vm-with-a-change",
+    ),
+    pytest.param(
+        "paused",
+        dict(state="absent"),
+        "The VM t1 is paused and cannot shut down gracefully; set force_stop: true to power it off.",
+        ["powered off", "undefined"],
+        id="remove-a-paused-vm",
+    ),
+    pytest.param(
+        "paused",
+        dict(state="paused", memory=256, restart=True),
+        "The VM t1 is paused and cannot shut down gracefully; set force_stop: true to power it off.",
+        ["redefined", "powered off", "started"],
+        id="restart-a-paused-vm",
+    ),
+    pytest.param(
+        "running",
+        dict(state="stopped", vcpus=2, shutdown_timeout=0),
+        "The VM t1 would have to stop, and shutdown_timeout 0 leaves it no time to shut down gracefully; "
+        "set force_stop: true to power it off.",
+        ["redefined", "powered off"],
+        id="stop-without-time-to-shut-down",
+    ),
+    pytest.param(
+        "running",
+        dict(state="running", memory=256, wait_for_ip=True),
+        "wait_for_ip needs a network interface, and the VM t1 has none.",
+        [],
+        id="wait-for-ip-without-interface",
+    ),
+    pytest.param(
+        None,
+        dict(state="running", wait_for_ip=True),
+        "wait_for_ip needs a network interface, and the VM t1 has none.",
+        [],
+        id="new-vm-wait-for-ip-without-interface",
+    ),
+]
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["apply", "check"])
+@pytest.mark.parametrize(("start", "task", "message", "actions"), VM_REFUSALS)
+def test_refusals_change_nothing(vm, conn, start, task, message, actions, check_mode):
+    """A refused task fails with changed false and the actions it would do, and leaves
+    both definitions, the power state and everything else as they were."""
+    if start is not None:
+        vm(dict(BASE, state=start))
+    before = libvirt_state(conn)
+    refused = vm(dict(BASE, **task), check_mode=check_mode, fails=True)
+    assert refused["msg"] == message
+    assert refused["changed"] is False and refused["actions"] == actions, refused
+    assert libvirt_state(conn) == before
 
 
 def test_check_mode_of_a_new_vm_returns_what_it_would_define(vm, conn):
