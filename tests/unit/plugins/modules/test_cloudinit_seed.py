@@ -286,3 +286,33 @@ def test_what_the_image_holds_through_iso9660_joliet_and_rock_ridge(run_module, 
             assert out.getvalue().startswith(b"#cloud-config\n")
     finally:
         iso.close()
+
+
+SECRETS_IN_USER_DATA = [
+    pytest.param(
+        {
+            "users": [{"name": "ops", "plain_text_passwd": "PlainSecret-1", "hashed_passwd": "$6$salt$" + "h" * 86}],
+            "chpasswd": {"list": "root:ChpasswdSecret-2\nbob:ChpasswdSecret-3", "expire": False},
+        },
+        ["PlainSecret-1", "$6$salt$" + "h" * 86, "ChpasswdSecret-2", "ChpasswdSecret-3"],
+        id="mapping",
+    ),
+    pytest.param(
+        "#cloud-config\nchpasswd:\n  list:\n  - root:ChpasswdSecret-2\n  users:\n  - name: bob\n"
+        "    password: UserSecret-4\n    type: text\n",
+        ["ChpasswdSecret-2", "UserSecret-4"],
+        id="text",
+    ),
+]
+
+
+@pytest.mark.parametrize(("user_data", "secrets"), SECRETS_IN_USER_DATA)
+def test_passwords_in_user_data_never_appear_in_the_output(run_module, seed_path, user_data, secrets):
+    """Not in the documents, the diff or the task's arguments Ansible echoes back."""
+    for check_mode in (True, False):
+        result = run_module(MODULE, task(seed_path, user_data=user_data), check_mode=check_mode, diff=True)
+        assert result.changed
+        shown = json.dumps(result)
+        assert [s for s in secrets if s in shown] == []
+    # the seed itself holds them as given: cloud-init needs them
+    assert all(s in image_documents(seed_path)["user-data"] for s in secrets)
