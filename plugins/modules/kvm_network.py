@@ -402,6 +402,7 @@ import copy
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.iaas.kvm.plugins.module_utils._diff import DifferenceTracker, state_diff
+from ansible_collections.iaas.kvm.plugins.module_utils._interrupt import kill_point
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     URI_ARGUMENT_SPEC,
     LibvirtModuleError,
@@ -657,6 +658,7 @@ class NetworkManager(ModuleManager):
             if not self.check and function is not None:
                 function()
             self.act(action)
+            kill_point("kvm_network:" + action.partition(":")[0])
 
     def network(self):
         return self.conn.networkLookupByName(self.name)

@@ -618,6 +618,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._domain_life import (
     undefine,
     wait_for_ipv4,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._interrupt import kill_point
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     URI_ARGUMENT_SPEC,
     LibvirtModuleError,
@@ -840,6 +841,7 @@ class VmManager(ModuleManager):
         inactive = self._tree(inactive=True) if existed else None
         self.dom = self.define(to_xml(self.planned))
         self.act("redefined" if existed else "defined")
+        kill_point("kvm_vm:defined")
         if not existed:
             return
         if self._live_spec is not None:
