@@ -129,10 +129,19 @@ options:
   password:
     description:
       - Password of the image's default user (C(password) in user-data).
-      - Stored in the seed only as a SHA-512 crypt hash (C($6$)), computed in
-        Python; the plain text never appears in the image, the output or the
-        diff. A value that already is a crypt hash (C($6$), C($5$), C($1$),
-        C($2a$), C($2y$)) is stored as given.
+      - A plain-text password is stored in the seed only as a SHA-512 crypt
+        hash (C($6$)), computed in Python; the plain text never appears in the
+        image, the output or the diff.
+      - A value that already is a crypt hash of a strong scheme that cloud-init's
+        C(password) key recognises as a hash (SHA-512 C($6$), SHA-256 C($5$),
+        bcrypt C($2a$) or C($2y$)) is stored as given.
+      - Refused with a clear message, writing nothing - a hash of a weak scheme
+        (DES, also any plain password of exactly 13 characters of C(./0-9A-Za-z),
+        which reads as one; BSDi C(_), MD5 C($1$), SHA-1 C($sha1$)), and a
+        yescrypt (C($y$)), scrypt (C($7$)) or C($2b$) bcrypt hash, which
+        cloud-init's C(password) key takes for plain text (it would become the
+        password itself). Give those as C(hashed_passwd) of a user in O(users),
+        which the guest's C(useradd) reads with any scheme its libcrypt knows.
       - When the seed already holds a hash of this password, that hash (and
         its salt) is kept, so the seed does not change.
       - "cloud-init makes the user choose a new password at the first login
@@ -166,9 +175,13 @@ requirements:
   - PyYAML (C(python3-yaml)) on the host that runs the module
 notes:
   - libvirt-python and lxml are needed only with O(pool).
-  - The returned documents and the diff show the values of the keys
-    C(password), C(passwd), C(hashed_passwd) and C(plain_text_passwd) masked;
-    a diff marks a masked value that changed.
+  - Secrets in O(user_data) and O(vendor_data), mappings or texts - the values of
+    the keys C(password), C(passwd), C(hashed_passwd) and C(plain_text_passwd)
+    at any depth, the passwords of C(chpasswd.list) entries and crypt hashes -
+    are masked in the returned documents, in the diff (which marks a masked value
+    that changed) and in the task's arguments that Ansible shows back. The seed
+    itself holds them as given, since cloud-init needs them; only O(password) is
+    hashed.
 seealso:
   - module: iaas.kvm.kvm_vm
   - module: iaas.kvm.kvm_volume

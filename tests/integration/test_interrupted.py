@@ -63,7 +63,7 @@ def run(module, args):
 def pool(lab_conn):
     """A directory pool of this test's own, removed with its volumes afterwards."""
     directory = tempfile.mkdtemp(prefix="iaastest-intr-")
-    os.chmod(directory, 0o755)  # QEMU runs as its own user
+    os.chmod(directory, 0o755)  # noqa: S103 - QEMU runs as its own user and must reach the pool
     name = "iaastest-intr-%s" % uuid.uuid4().hex[:6]
     xml = "<pool type='dir'><name>%s</name><target><path>%s</path></target></pool>" % (name, directory)
     made = lab_conn.storagePoolCreateXML(xml, 0)
