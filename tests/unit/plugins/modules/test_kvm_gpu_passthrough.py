@@ -21,10 +21,10 @@ MODULE = "kvm_gpu_passthrough"
 URI = "test:///default"
 
 
-def run(run_module, host, check_mode=False, diff=False, **args):
+def run(run_module, host, check_mode=False, diff=False, fails=False, **args):
     args.setdefault("uri", URI)
     args["root"] = str(host.root)
-    return run_module(MODULE, args, check_mode=check_mode, diff=diff)
+    return run_module(MODULE, args, check_mode=check_mode, diff=diff, fails=fails)
 
 
 def assert_refused(result, host, before, pattern, actions):
@@ -157,14 +157,14 @@ def test_scenario(run_module, fake_host, scenario, args, bound, refusal):
     initial = host.bindings()
     before = host.snapshot()
 
-    predicted = run(run_module, host, check_mode=True, **args)
+    predicted = run(run_module, host, check_mode=True, fails=bool(refusal), **args)
     assert host.snapshot() == before, "check mode wrote to the host"
     assert host.events == []
 
     if refusal:
         pattern, actions = refusal
         assert_refused(predicted, host, before, pattern, actions)
-        applied = run(run_module, host, **args)
+        applied = run(run_module, host, fails=True, **args)
         assert_refused(applied, host, before, pattern, actions)
         assert applied["msg"] == predicted["msg"]
         return
@@ -279,7 +279,7 @@ def test_selector_count_keeps_the_gpus_already_bound(run_module, fake_host):
 def test_bad_requests_fail_without_writing(run_module, fake_host, args, message):
     host = fake_host("hgx")
     before = host.snapshot()
-    result = run(run_module, host, **args)
+    result = run(run_module, host, fails=True, **args)
     assert result.failed, "bad input was expected to fail"
     assert re.search(message, result["msg"]), result["msg"]
     assert not result.changed
@@ -291,7 +291,7 @@ def test_acs_override_refused_unless_allowed(run_module, fake_host):
     host.set_cmdline("root=/dev/sda1 ro intel_iommu=on pcie_acs_override=downstream,multifunction")
     before = host.snapshot()
     for check_mode in (True, False):
-        refused = run(run_module, host, check_mode=check_mode, devices=["0000:01:00.0"], persistent=True)
+        refused = run(run_module, host, check_mode=check_mode, fails=True, devices=["0000:01:00.0"], persistent=True)
         assert_refused(
             refused,
             host,
@@ -330,7 +330,7 @@ def guest_uri(tmp_path):
 def test_device_of_a_running_guest_is_not_touched(run_module, fake_host, guest_uri):
     host = fake_host("gpu_audio")
     before = host.snapshot()
-    refused = run(run_module, host, uri=guest_uri, devices=["0000:01:00.0"], persistent=True)
+    refused = run(run_module, host, uri=guest_uri, devices=["0000:01:00.0"], persistent=True, fails=True)
     assert_refused(
         refused,
         host,
@@ -347,7 +347,7 @@ def test_device_of_a_running_guest_is_not_touched(run_module, fake_host, guest_u
     # ...but returning it to the host would pull it from under the guest.
     bound = host.snapshot()
     events = list(host.events)
-    back = run(run_module, host, uri=guest_uri, state="host", devices=["0000:01:00.0"])
+    back = run(run_module, host, uri=guest_uri, state="host", devices=["0000:01:00.0"], fails=True)
     assert back.failed and "iaastest-gpuvm" in back["msg"]
     assert back.changed is False and back["actions"] == [
         "return 0000:01:00.0 to its host driver",
@@ -360,7 +360,7 @@ def test_unreachable_libvirt_is_said_not_assumed(run_module, fake_host, tmp_path
     host = fake_host("gpu_audio")
     before = host.snapshot()
     uri = "qemu+unix:///system?socket=%s" % (tmp_path / "iaastest-missing.sock")
-    result = run(run_module, host, uri=uri, devices=["0000:01:00.0"])
+    result = run(run_module, host, uri=uri, devices=["0000:01:00.0"], fails=True)
     assert_refused(
         result,
         host,
@@ -383,7 +383,7 @@ def test_vfio_pci_not_loaded_under_a_prefix(run_module, fake_host):
 
     host = fake_host(build=build)
     before = host.snapshot()
-    result = run(run_module, host, devices=["0000:01:00.0"])
+    result = run(run_module, host, devices=["0000:01:00.0"], fails=True)
     assert_refused(
         result,
         host,
@@ -518,7 +518,7 @@ def test_persistent_warns_about_a_built_in_host_driver(run_module, fake_host):
 def test_a_failure_halfway_returns_changed_and_the_actions_done(run_module, fake_host):
     host = fake_host("gpu_audio")
     host.break_attribute("0000:01:00.1", "driver_override")
-    result = run(run_module, host, devices=["0000:01:00.0"])
+    result = run(run_module, host, devices=["0000:01:00.0"], fails=True)
     assert result.failed, "the broken attribute was expected to fail the run"
     assert re.match(r"^The kernel refused 'vfio-pci' written to .*0000:01:00\.1/driver_override: ", result["msg"])
     assert result.changed is True
@@ -531,7 +531,7 @@ def test_a_failed_file_write_after_the_binds_returns_changed(run_module, fake_ho
     host = fake_host("gpu_audio")
     (host.root / "etc/modprobe.d").rmdir()
     (host.root / "etc/modprobe.d").write_text("not a directory\n")
-    result = run(run_module, host, devices=["0000:01:00.0"], persistent=True)
+    result = run(run_module, host, devices=["0000:01:00.0"], persistent=True, fails=True)
     assert result.failed, "the file write was expected to fail"
     assert result["msg"].startswith("Writing %s/etc/modprobe.d" % host.root), result["msg"]
     assert result.changed is True
@@ -582,7 +582,7 @@ def test_a_part_of_a_board_warns_about_nvlink(run_module, fake_host):
 def test_bad_board_selectors(run_module, fake_host, selector, message):
     host = fake_host("hgx")
     before = host.snapshot()
-    result = run(run_module, host, selector=selector)
+    result = run(run_module, host, selector=selector, fails=True)
     assert result.failed, "the selector was expected to fail"
     assert re.search(message, result["msg"]), result["msg"]
     assert host.snapshot() == before

@@ -23,10 +23,10 @@ NIC_VFS = ["0000:3b:02.%d" % n for n in range(8)]
 GPU = "0000:41:00.0"
 
 
-def run(run_module, host, check_mode=False, diff=False, **args):
+def run(run_module, host, check_mode=False, diff=False, fails=False, **args):
     args.setdefault("uri", URI)
     args["root"] = str(host.root)
-    return run_module(MODULE, args, check_mode=check_mode, diff=diff)
+    return run_module(MODULE, args, check_mode=check_mode, diff=diff, fails=fails)
 
 
 def converge(run_module, host, **args):
@@ -136,7 +136,7 @@ def test_diff(run_module, fake_host):
 def refused(run_module, host, pattern, actions, **args):
     before = host.snapshot()
     for check_mode in (True, False):
-        result = run(run_module, host, check_mode=check_mode, **args)
+        result = run(run_module, host, check_mode=check_mode, fails=True, **args)
         assert result.failed, "the request was expected to be refused"
         assert re.search(pattern, result["msg"]), result["msg"]
         assert result.changed is False and result["actions"] == actions and result["writes"] == []
@@ -251,7 +251,7 @@ def test_unreachable_libvirt_is_a_refusal(run_module, fake_host, tmp_path):
 def test_bad_input_fails_without_writing(run_module, fake_host, args, message):
     host = fake_host("sriov")
     before = host.snapshot()
-    result = run(run_module, host, **args)
+    result = run(run_module, host, fails=True, **args)
     assert result.failed, "bad input was expected to fail"
     assert re.search(message, result["msg"]), result["msg"]
     assert not result.changed and host.snapshot() == before
@@ -264,7 +264,7 @@ def test_a_failure_after_a_change_says_changed(run_module, fake_host):
     host = fake_host("nic_sriov")
     converge(run_module, host, device=NIC, num_vfs=2)
     host.break_attribute(NIC_VFS[1], "driver_override")
-    result = run(run_module, host, device=NIC, num_vfs=2, vf_driver="vfio")
+    result = run(run_module, host, device=NIC, num_vfs=2, vf_driver="vfio", fails=True)
     assert result.failed, "the broken attribute was expected to fail the run"
     assert "driver_override" in result["msg"]
     assert result.changed is True

@@ -30,10 +30,10 @@ def conn():
         yield connection
 
 
-def run(run_module, host, check_mode=False, diff=False, **args):
+def run(run_module, host, check_mode=False, diff=False, fails=False, **args):
     args.setdefault("uri", TEST_URI)
     args["root"] = str(host.root)
-    result = run_module(MODULE, args, check_mode=check_mode, diff=diff)
+    result = run_module(MODULE, args, check_mode=check_mode, diff=diff, fails=fails)
     # The fake kernel answers a write to current_vgpu_type a moment later (a real one before the
     # write returns): let it finish before the test looks or the next run reads.
     host.wait_quiet()
@@ -63,7 +63,7 @@ def cycle(run_module, host, **args):
 def refused(run_module, host, pattern, actions, **args):
     before = host.snapshot()
     for check_mode in (True, False):
-        result = run(run_module, host, check_mode=check_mode, **args)
+        result = run(run_module, host, check_mode=check_mode, fails=True, **args)
         assert result.failed, "the request was expected to be refused"
         assert re.search(pattern, result["msg"]), result["msg"]
         assert result.changed is False and result["actions"] == actions and result["writes"] == []
@@ -294,7 +294,7 @@ def test_vf_with_another_type_and_vf_on_vfio_are_refused(run_module, fake_host, 
 def test_bad_input_fails_without_writing(run_module, fake_host, conn, args, message):
     host = fake_host("mdev")
     before = host.snapshot()
-    result = run(run_module, host, **args)
+    result = run(run_module, host, fails=True, **args)
     assert result.failed, "bad input was expected to fail"
     assert re.search(message, result["msg"]), result["msg"]
     assert not result.changed and host.snapshot() == before

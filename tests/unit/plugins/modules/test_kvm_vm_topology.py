@@ -37,9 +37,9 @@ def conn():
 
 @pytest.fixture
 def vm(run_module, conn):
-    def run(host, args, check_mode=False, diff=False):
+    def run(host, args, check_mode=False, diff=False, fails=False):
         full = dict(dict(name=NAME, domain_type="qemu", uri=TEST_URI, root=str(host.root)), **args)
-        return run_module("kvm_vm", full, check_mode=check_mode, diff=diff)
+        return run_module("kvm_vm", full, check_mode=check_mode, diff=diff, fails=fails)
 
     return run
 
@@ -199,7 +199,7 @@ def test_assume_vfio_makes_check_mode_tell_the_truth(vm, conn, fake_host):
 )
 def test_contradictions_are_refused_before_anything_is_defined(vm, conn, fake_host, change, message):
     host = fake_host("two_nodes")
-    result = vm(host, dict(FOUR, **change))
+    result = vm(host, dict(FOUR, **change), fails=True)
     assert result.failed, "the contradiction was expected to be refused"
     assert re.search(message, result["msg"]), result["msg"]
     assert not result.changed and not defined(conn)
@@ -207,7 +207,7 @@ def test_contradictions_are_refused_before_anything_is_defined(vm, conn, fake_ho
 
 def test_topology_host_needs_numa_facts(vm, conn, fake_host):
     host = fake_host("shared_usb")  # its GPU shows no NUMA node
-    refused = vm(host, dict(vcpus=2, memory=1024, gpus=["0000:0a:00.0"], topology="host"))
+    refused = vm(host, dict(vcpus=2, memory=1024, gpus=["0000:0a:00.0"], topology="host"), fails=True)
     assert refused.failed, "topology host without NUMA facts was expected to fail"
     assert refused["msg"].startswith("topology host needs the host NUMA nodes of the VM's GPUs, VFs or vGPUs")
     # Left out, the VM is flat, as before the host's facts were read.
@@ -297,7 +297,7 @@ EIGHT = dict(cpu_mode="host-passthrough", vcpus=16, memory="512GiB", gpus=HGX_BO
 )
 def test_large_bars_that_cannot_be_mapped_are_refused(vm, conn, fake_host, change, message):
     host = fake_host("hgx")
-    result = vm(host, dict(EIGHT, **change))
+    result = vm(host, dict(EIGHT, **change), fails=True)
     assert result.failed, "the request was expected to be refused"
     assert re.search(message, result["msg"]), result["msg"]
     assert not result.changed and not defined(conn)
@@ -306,7 +306,7 @@ def test_large_bars_that_cannot_be_mapped_are_refused(vm, conn, fake_host, chang
 def test_a_host_with_too_few_address_bits_is_refused(vm, conn, fake_host):
     host = fake_host("hgx")
     host.set_cpu_vendor("GenuineIntel", phys_bits=41)
-    result = vm(host, EIGHT)
+    result = vm(host, EIGHT, fails=True)
     assert result.failed, "the address width was expected to be refused"
     assert result["msg"].startswith(
         "The guest needs a 42-bit physical address space for its memory and its devices' 64-bit BARs, and this "
