@@ -18,6 +18,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import uuid
+
 from ansible_collections.iaas.kvm.plugins.module_utils._domain import numa_node_cpus
 from ansible_collections.iaas.kvm.plugins.module_utils._domain_xml import _amount_and_ceiling
 from ansible_collections.iaas.kvm.plugins.module_utils._gpu import VFIO_DRIVER, HostView, bar64_sizes, board_warnings
@@ -58,6 +60,15 @@ class HostDevices:
             except ValueError as exc:
                 raise LibvirtModuleError("assume_vfio: %s" % exc) from exc
         self._mdevs = None
+        # The parents the task names for mediated devices that may not exist yet.
+        self.mdev_parents = {}
+        for vgpu in params.get("vgpus") or []:
+            if vgpu.get("uuid") and vgpu.get("parent"):
+                try:
+                    parent = normalise_pci_address(vgpu["parent"])
+                except ValueError as exc:
+                    raise LibvirtModuleError("vgpus: parent %s" % exc) from exc
+                self.mdev_parents[str(uuid.UUID(vgpu["uuid"]))] = parent
 
     def known(self, address):
         return address in self.view.devices
@@ -92,7 +103,7 @@ class HostDevices:
             return self.view.devices[device]["numa_node"]
         if self._mdevs is None:
             self._mdevs = self.view.sysfs.mdev_devices()
-        parent = (self._mdevs.get(device) or {}).get("parent")
+        parent = (self._mdevs.get(device) or {}).get("parent") or self.mdev_parents.get(device)
         return self.view.devices[parent]["numa_node"] if parent in self.view.devices else None
 
     def bars(self, address):

@@ -192,6 +192,11 @@ options:
       address:
         description: PCI address of the VF.
         type: str
+      parent:
+        description:
+          - The GPU of a mediated device, for its NUMA node while the device does not exist yet (check mode
+            after M(iaas.kvm.kvm_vgpu), which returns it); an existing device's parent comes from sysfs.
+        type: str
   assume_vfio:
     description:
       - PCI functions to treat as bound to C(vfio-pci) although sysfs does not show them so (yet) - the
@@ -1320,7 +1325,7 @@ def argument_spec():
         vgpus=dict(
             type="list",
             elements="dict",
-            options=dict(uuid=dict(type="str"), address=dict(type="str")),
+            options=dict(uuid=dict(type="str"), address=dict(type="str"), parent=dict(type="str")),
             mutually_exclusive=[("uuid", "address")],
             required_one_of=[("uuid", "address")],
         ),
