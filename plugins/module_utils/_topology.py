@@ -260,11 +260,13 @@ def _remove_placement(devices, elements):
             element.remove(address)
 
 
-def place_devices(devices, topology, cells_of):
-    """Put the passed-through devices of ``<devices>`` behind root ports: on the expander bus of
-    their cell (``cells_of``: id -> cell) with a topology, on the root complex without one.
-    Nothing moves when the placement already is so."""
-    elements = [e for e in passthrough_elements(devices) if device_id(e)]
+def place_devices(devices, topology, cells_of, elements=None, ident=device_id):
+    """Put the passed-through devices of ``<devices>`` (or the given PCI device ``elements``, named
+    by ``ident(element)``) behind root ports: on the expander bus of their cell (``cells_of``: id ->
+    cell) with a topology, on the root complex without one. Nothing moves when the placement
+    already is so."""
+    if elements is None:
+        elements = [e for e in passthrough_elements(devices) if device_id(e)]
     controllers = _controllers(devices)
     if not elements:
         if topology is None:
@@ -272,8 +274,8 @@ def place_devices(devices, topology, cells_of):
                 if controller.get("model") == EXPANDER and not [d for d in devices if _guest_bus(d) == index]:
                     devices.remove(controller)
         return
-    current = {device_id(e): _cell_of(e, controllers) for e in elements}
-    wanted = {device_id(e): (cells_of.get(device_id(e), 0) if topology else None) for e in elements}
+    current = {ident(e): _cell_of(e, controllers) for e in elements}
+    wanted = {ident(e): (cells_of.get(ident(e), 0) if topology else None) for e in elements}
     if current == wanted and all(e.find("./address[@type='pci']") is not None for e in elements):
         return
     groups = _groups(elements)
@@ -281,7 +283,7 @@ def place_devices(devices, topology, cells_of):
     next_index = max([*_controllers(devices), 0]) + 1
     expanders = {}
     if topology is not None:
-        for cell in sorted({wanted[device_id(g[0])] for g in groups}):
+        for cell in sorted({wanted[ident(g[0])] for g in groups}):
             etree.SubElement(devices, "controller", type="pci", index=str(next_index), model=EXPANDER)
             target = etree.SubElement(devices[-1], "target")
             etree.SubElement(target, "node").text = str(cell)
@@ -290,7 +292,7 @@ def place_devices(devices, topology, cells_of):
     for group in groups:
         port = etree.SubElement(devices, "controller", type="pci", index=str(next_index), model=ROOT_PORT)
         if topology is not None:
-            expander = expanders[wanted[device_id(group[0])]]
+            expander = expanders[wanted[ident(group[0])]]
             etree.SubElement(
                 port,
                 "address",
