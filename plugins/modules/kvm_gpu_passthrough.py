@@ -16,8 +16,9 @@ description:
   - Binds the requested PCI devices, and every other function of their slots (a GPU's HDMI audio,
     USB-C and UCSI functions), to C(vfio-pci) through the kernel's C(driver_override) and a
     re-probe (O(state=vfio)), or returns them to the driver the kernel picks for them (O(state=host)).
-  - Checks before it writes anything, and fails with a sentence that names the device and the reason,
-    having changed nothing, when the IOMMU is off; when an IOMMU group of the request holds another
+  - Plans every write first and checks the plan before it writes anything - a refusal fails with a sentence
+    that names the device and the reason, with C(changed=false) and the RV(actions) it would have done, having
+    changed nothing, when the IOMMU is off; when an IOMMU group of the request holds another
     device on a host driver (anything but C(vfio-pci) or C(pci-stub); PCI bridges stay on their driver
     and do not count), unless that device is requested too; for the boot VGA device (the host's console)
     unless O(allow_boot_vga); for a device that a running libvirt guest uses (asked at O(uri); when
@@ -26,7 +27,8 @@ description:
     O(allow_acs_override).
   - Writes nothing when the devices already are as requested. In check mode it writes nothing and
     returns in RV(writes) the exact writes it would make; in diff mode it shows each function's driver
-    before and after.
+    before and after. A failure after a write (the kernel refusing one, the boot-time file) returns
+    C(changed=true) with the RV(actions) and RV(writes) done so far.
   - With O(persistent=true) it also writes the boot-time configuration, a modprobe.d file that binds
     the same functions, by address, at every boot, and rebuilds the initramfs. It never reboots.
 author:
@@ -69,6 +71,14 @@ options:
           - Take this many of the matching GPUs; those already in the requested O(state) count first,
             then the lowest addresses, so a second run picks the same GPUs. Fewer matches fail.
           - All matching GPUs when omitted.
+        type: int
+      board:
+        description:
+          - Every GPU and NVSwitch of this NVSwitch board (an HGX baseboard; M(iaas.kvm.kvm_gpu_info) numbers them in
+            RV(iaas.kvm.kvm_gpu_info#module:boards)), for one VM that gets NVLink between its GPUs.
+          - Excludes the other selector keys. Binding a part of a board warns that NVLink is not available in the
+            guest unless the host runs NVIDIA's shared NVSwitch mode (Fabric Manager in a service VM that owns
+            the NVSwitches), which the module does not set up.
         type: int
   persistent:
     description:
@@ -142,12 +152,20 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+actions:
+  description:
+    - What the run did, in order (in check mode, what it would do; on a refusal, what it would have done; on a
+      failure after a change, what was done).
+  returned: always
+  type: list
+  elements: str
+  sample: ["bind 0000:01:00.0 to vfio-pci", "bind 0000:01:00.1 to vfio-pci", "write /etc/modprobe.d/iaas-kvm-vfio.conf"]
 devices:
   description:
     - The functions of the request (the requested devices and the other functions of their slots), after
       the run. In check mode, what they would be; a function that would go back to the host shows
       C(driver) null there, since the kernel picks its driver when it probes.
-  returned: always
+  returned: success
   type: list
   elements: dict
   contains:
@@ -195,12 +213,12 @@ reboot_required:
   description:
     - Whether this run changed the boot-time configuration (O(persistent)). The devices are bound already;
       the next boot is the first that binds them through the new configuration. The module never reboots.
-  returned: always
+  returned: success
   type: bool
   sample: false
 persistent_file:
   description: The modprobe.d file of O(persistent), null without it.
-  returned: always
+  returned: success
   type: str
   sample: /etc/modprobe.d/iaas-kvm-vfio.conf
 refusals:
