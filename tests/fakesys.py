@@ -128,6 +128,13 @@ class FakeHost:
             os.symlink(os.path.relpath(self.sys / "module" / module, directory), directory / "module")
         self._drivers[name] = list(ids)
 
+    def add_hugepages(self, node: int, size_kib: int, total: int, free: int):
+        """Huge pages of one size on NUMA node ``node``, as /sys/devices/system/node shows them."""
+        directory = self.sys / "devices/system/node" / ("node%d" % node) / "hugepages" / ("hugepages-%dkB" % size_kib)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, value in (("nr_hugepages", total), ("free_hugepages", free), ("surplus_hugepages", 0)):
+            (directory / name).write_text("%d\n" % value)
+
     def add_device(
         self,
         address: str,
