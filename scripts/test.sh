@@ -111,7 +111,7 @@ stage_molecule() {
 stage_benchmarks() {
   # The CI-sized variants of the benchmarks that need no guest boot; every
   # benchmark at full size is its own command: scripts/bench.sh.
-  "$repo/scripts/bench.sh" --quick vm_loop storage seed network
+  "$repo/scripts/bench.sh" --quick vm_loop storage seed network placement
 }
 
 if [ "${IAAS_KVM_SKIP_SETUP:-0}" != 1 ]; then
