@@ -63,6 +63,11 @@ stage_build() {
     module=$(basename "$module" .py)
     ansible-doc -t module "iaas.kvm.$module" >/dev/null || { echo "ansible-doc failed: $module"; rc=1; }
   done
+  for plugin in plugins/filter/*.yml plugins/inventory/*.py; do
+    kind=$(basename "$(dirname "$plugin")")
+    plugin=$(basename "${plugin%.*}")
+    ansible-doc -t "$kind" "iaas.kvm.$plugin" >/dev/null || { echo "ansible-doc failed: $kind $plugin"; rc=1; }
+  done
   if [ -f Vagrantfile ]; then
     (cd "$repo" && VAGRANT_DEFAULT_PROVIDER=libvirt vagrant validate) || rc=1
   fi
