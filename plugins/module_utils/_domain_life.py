@@ -14,6 +14,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._domain import agent_conn
 from ansible_collections.iaas.kvm.plugins.module_utils._domain_meta import read_metadata
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     LibvirtModuleError,
+    call,
     error_code,
     error_message,
     libvirt,
@@ -21,6 +22,13 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
 )
 
 POLL_INTERVAL = 0.25
+
+# A guest in one of these states cannot see the ACPI power button: only a forced stop ends it.
+FORCED_STOP_STATES = ("paused", "pmsuspended", "crashed")
+
+
+class ShutdownTimeout(LibvirtModuleError):
+    """The guest was asked to shut down and did not within the timeout."""
 
 
 def domain_state(dom):
@@ -40,10 +48,7 @@ def shutoff_reason(reason):
 
 
 def _call(what, dom, function, *args):
-    try:
-        return function(*args)
-    except libvirt.libvirtError as exc:
-        raise LibvirtModuleError("Cannot %s the VM %s: %s" % (what, dom.name(), error_message(exc))) from exc
+    return call("%s the VM %s" % (what, dom.name()), function, *args)
 
 
 def start(dom, paused=False):
@@ -91,8 +96,7 @@ def stop(dom, timeout, force):
     if not dom.isActive():
         return None
     state, _reason = domain_state(dom)
-    if state in ("paused", "pmsuspended", "crashed"):
-        # A paused guest cannot see the power button; only a forced stop ends it.
+    if state in FORCED_STOP_STATES:
         if not force:
             raise LibvirtModuleError(
                 "The VM %s is %s and cannot shut down gracefully; set force_stop: true to power it off."
@@ -109,7 +113,7 @@ def stop(dom, timeout, force):
         if wait_until_off(dom, timeout):
             return "shut down"
     if not force:
-        raise LibvirtModuleError(
+        raise (ShutdownTimeout if timeout > 0 else LibvirtModuleError)(
             "The VM %s did not shut down within shutdown_timeout (%d s); set force_stop: true to power it off."
             % (dom.name(), timeout)
         )

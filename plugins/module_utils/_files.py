@@ -7,16 +7,25 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import glob
 import os
 import tempfile
+
+from ansible_collections.iaas.kvm.plugins.module_utils._interrupt import kill_point
+
+_TEMP_SUFFIX = ".iaas-tmp"
 
 
 def write_atomic(path, data, mode):
     """Write ``data`` (bytes) to ``path`` with ``mode``: a hidden temporary file
     in the same directory, synced, then renamed over ``path``, so a reader sees
-    the old or the new content and never a part. Raises OSError."""
+    the old or the new content and never a part. A temporary file that an
+    interrupted earlier write left beside ``path`` is removed. Raises OSError."""
     directory, base = os.path.split(path)
-    handle, temp = tempfile.mkstemp(dir=directory or ".", prefix="." + base + ".", suffix=".tmp")
+    prefix = "." + base + "."
+    for stale in glob.glob(os.path.join(glob.escape(directory or "."), glob.escape(prefix) + "*" + _TEMP_SUFFIX)):
+        os.unlink(stale)
+    handle, temp = tempfile.mkstemp(dir=directory or ".", prefix=prefix, suffix=_TEMP_SUFFIX)
     try:
         os.fchmod(handle, mode)
         view = memoryview(data)
@@ -25,6 +34,7 @@ def write_atomic(path, data, mode):
         os.fsync(handle)
         os.close(handle)
         handle = None
+        kill_point("files:before-rename")
         os.replace(temp, path)
         temp = None
         directory_fd = os.open(directory or ".", os.O_RDONLY)

@@ -146,10 +146,11 @@ def upload_stream(conn, vol, reader, length, offset=0):
     return sent_total
 
 
-def upload_bytes(conn, pool, name, data, fmt="raw"):
+def upload_bytes(conn, pool, name, data, fmt="raw", progress=None):
     """Create (or overwrite) volume ``name`` in ``pool`` with exactly ``data``.
 
     Used for small payloads such as cloud-init seeds; returns the volume.
+    ``progress()``, when given, is called after each chunk is sent.
     """
     vol = get_volume(pool, name)
     if vol is not None and vol.info()[1] != len(data):
@@ -164,6 +165,8 @@ def upload_bytes(conn, pool, name, data, fmt="raw"):
     def reader(size):
         chunk = bytes(view[position[0] : position[0] + size])
         position[0] += len(chunk)
+        if progress is not None and chunk:
+            progress()
         return chunk
 
     upload_stream(conn, vol, reader, len(data))
@@ -406,19 +409,22 @@ def volume_details(conn, vol):
 
 
 # ---------------------------------------------------------------------------
-# Import records: what a volume was imported from, kept beside it in the pool
+# Bookkeeping volumes kept beside a volume in its pool: the import record (what
+# it was imported from, written last) and the marker of a seed being written
 # ---------------------------------------------------------------------------
 
 IMPORT_RECORD_SUFFIX = ".iaas-import.json"
 IMPORT_RECORD_LIMIT = 64 * 1024
+WRITING_SUFFIX = ".iaas-writing"
 
 
 def import_record_name(name):
     return name + IMPORT_RECORD_SUFFIX
 
 
-def is_import_record(name):
-    return name.endswith(IMPORT_RECORD_SUFFIX)
+def is_bookkeeping_volume(name):
+    """True for an import record or a writing marker (listings hide them)."""
+    return name.endswith((IMPORT_RECORD_SUFFIX, WRITING_SUFFIX))
 
 
 def read_import_record(conn, pool, name):

@@ -635,6 +635,8 @@ from ansible_collections.iaas.kvm.plugins.module_utils._domain import (
     restart_reasons,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._domain_life import (
+    FORCED_STOP_STATES,
+    ShutdownTimeout,
     describe,
     domain_state,
     shutoff_reason,
@@ -650,6 +652,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._domain_meta import (
     validate_tags,
     write_metadata,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._interrupt import kill_point
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     URI_ARGUMENT_SPEC,
     LibvirtModuleError,
@@ -697,7 +700,9 @@ class VmManager(ModuleManager):
         self.xml_diff = None
         self.dom = None
         self._exists_before = False
-        self.planned = None  # check mode: the definition a real run would store
+        self.planned = None  # the definition this run stores (check mode: would store)
+        self._live_spec = None  # the spec whose memory and vCPUs may also apply live
+        self._wanted_xml = None  # the task's XML when it redefines an existing VM
         self.tags = None  # the task's tags, checked
         self.wanted_tags = None  # the tags after this run, where the task names them
         self._trees = {}
@@ -829,7 +834,9 @@ class VmManager(ModuleManager):
                 "libvirt refused the definition of VM %s: %s" % (self.name, error_message(exc))
             ) from exc
 
-    def converge_spec(self, spec):
+    def plan_spec(self, spec):
+        """The definition the spec asks for (``self.planned``), or None when the
+        VM's inactive definition already matches; records the diff, changes nothing."""
         hints = self.resolve(spec, self.dom is not None)
         inactive = None
         if self.dom is None:
@@ -846,40 +853,46 @@ class VmManager(ModuleManager):
             compare(spec, None, self.tracker)
             self.tracker.add("defined", False, True)
         self._add_formats(spec, hints)
-        tree = _domain_xml.build_domain(self.name, spec, inactive, hints)
-        self.planned = tree
-        self.dom = self.define(to_xml(tree))
-        if inactive is None:
-            self.act("defined")
-        else:
-            self.act("redefined")
-            self._apply_live(spec, inactive)
+        self.planned = _domain_xml.build_domain(self.name, spec, inactive, hints)
+        self._live_spec = spec
 
-    def converge_xml(self, wanted):
+    def plan_xml(self, wanted):
+        """The definition the task's XML asks for (``self.planned``), or None when
+        the inactive definition already matches it; changes nothing."""
         from ansible_collections.iaas.kvm.plugins.module_utils._domain_xml import carry_over, xml_matches
 
         if self.dom is None:
             self.tracker.add("defined", False, True)
             self.xml_diff = dict(before="", after=to_xml(wanted))
             self.planned = wanted
-            self.dom = self.define(to_xml(wanted))
-            self.act("defined")
             return
         inactive = self._tree(inactive=True)
-        if xml_matches(wanted, inactive):
+        if not xml_matches(wanted, inactive):
+            self.planned = carry_over(wanted, inactive)
+            carry_metadata(self.planned, inactive)
+            self._wanted_xml = wanted
+
+    def define_planned(self):
+        """Store ``self.planned`` (check mode only records it)."""
+        existed = self.dom is not None
+        inactive = self._tree(inactive=True) if existed else None
+        self.dom = self.define(to_xml(self.planned))
+        self.act("redefined" if existed else "defined")
+        kill_point("kvm_vm:defined")
+        if not existed:
             return
-        tree = carry_over(wanted, inactive)
-        carry_metadata(tree, inactive)
-        self.planned = tree
-        self.dom = self.define(to_xml(tree))
-        self.act("redefined")
-        after = tree if self.check else self._tree(inactive=True)
-        self.xml_diff = dict(before=to_xml(inactive), after=to_xml(after))
-        if not self.check and not xml_matches(wanted, after):
-            self.warnings.append(
-                "libvirt stored the XML of VM %s in a form this module cannot match with the task's "
-                "XML, so the next run reports a change again." % self.name
-            )
+        if self._live_spec is not None:
+            self._apply_live(self._live_spec, inactive)
+        if self._wanted_xml is not None:
+            after = self.planned if self.check else self._tree(inactive=True)
+            self.xml_diff = dict(before=to_xml(inactive), after=to_xml(after))
+            from ansible_collections.iaas.kvm.plugins.module_utils._domain_xml import xml_matches
+
+            if not self.check and not xml_matches(self._wanted_xml, after):
+                self.warnings.append(
+                    "libvirt stored the XML of VM %s in a form this module cannot match with the task's "
+                    "XML, so the next run reports a change again." % self.name
+                )
 
     def _apply_live(self, spec, old):
         """Memory and vCPU changes inside the running guest's ceilings, live."""
@@ -959,40 +972,34 @@ class VmManager(ModuleManager):
         if current == "stopped":
             if target == "running" and reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED:
                 self.warnings.append("The VM %s %s; started it again." % (self.name, shutoff_reason(reason)))
-            self.act("started paused" if target == "paused" else "started")
-            if not self.check:
-                start(self.dom, paused=target == "paused")
+            self._start(paused=target == "paused")
             return
         if current in ("crashed", "shutting_down"):
             self.act(self._stop_action())
-            self.act("started")
-            if not self.check:
-                start(self.dom, paused=target == "paused")
+            self._start(paused=False)
             return
+        vm = "the VM %s" % self.name
         if target == "paused":
-            self.act("paused")
-            if not self.check:
-                self._call(self.dom.suspend, "pause")
-            return
-        if current == "paused":
-            self.act("resumed")
-            if not self.check:
-                self._call(self.dom.resume, "resume")
+            self.do("paused", "pause " + vm, self.dom.suspend)
+        elif current == "paused":
+            self.do("resumed", "resume " + vm, self.dom.resume)
         elif current == "pmsuspended":
-            self.act("woken up")
-            if not self.check:
-                self._call(lambda: self.dom.pMWakeup(0), "wake up")
+            self.do("woken up", "wake up " + vm, self.dom.pMWakeup, 0)
+
+    def _start(self, paused):
+        if not self.check:
+            start(self.dom, paused=paused)
+        self.act("started paused" if paused else "started")
 
     def _stop_action(self):
+        """Stop the VM (check mode: predict it); returns what was done."""
         if self.check:
-            return "shut down"
-        return stop(self.dom, self.params["shutdown_timeout"], self.params["force_stop"])
-
-    def _call(self, function, what):
+            return "powered off" if self._needs_forced_stop() else "shut down"
         try:
-            function()
-        except libvirt.libvirtError as exc:
-            raise LibvirtModuleError("Cannot %s the VM %s: %s" % (what, self.name, error_message(exc))) from exc
+            return stop(self.dom, self.params["shutdown_timeout"], self.params["force_stop"])
+        except ShutdownTimeout:
+            self.act("asked the guest to shut down")  # the guest may still act on it
+            raise
 
     def converge_autostart(self):
         wanted = self.params["autostart"]
@@ -1001,9 +1008,8 @@ class VmManager(ModuleManager):
         current = bool(self._exists_before and self.dom.autostart())
         if current != wanted:
             self.tracker.add("autostart", current, wanted)
-            self.act("autostart on" if wanted else "autostart off")
-            if not self.check:
-                self._call(lambda: self.dom.setAutostart(int(wanted)), "set autostart of")
+            action = "autostart on" if wanted else "autostart off"
+            self.do(action, "set autostart of the VM %s" % self.name, self.dom.setAutostart, int(wanted))
 
     def check_restart(self, state):
         """restart_required from the live and the inactive definition; restart when asked."""
@@ -1016,12 +1022,58 @@ class VmManager(ModuleManager):
         self.reasons = restart_reasons(domain_facts(live), domain_facts(inactive))
         if self.reasons and self.params["restart"]:
             self.tracker.add("restarted", False, True)
-            self.act("restarted")
             if not self.check:
                 was_paused = domain_state(self.dom)[0] == "paused"
-                stop(self.dom, self.params["shutdown_timeout"], self.params["force_stop"])
-                start(self.dom, paused=was_paused)
+                stopped = self._stop_action()
+                try:
+                    start(self.dom, paused=was_paused)
+                except LibvirtModuleError:
+                    self.act(stopped)  # the VM is off now: say so
+                    raise
+            self.act("restarted")
             self.reasons = []
+
+    # --- refusals, before anything changes -------------------------------------------
+
+    def _needs_forced_stop(self):
+        """True when the VM runs in a state that only a forced stop ends."""
+        return self.dom is not None and self._exists_before and domain_state(self.dom)[0] in FORCED_STOP_STATES
+
+    def _stop_planned(self, state):
+        """True when this run would stop the running VM (see converge_power and check_restart)."""
+        if not self._exists_before or not self.dom.isActive():
+            return False
+        if state in ("stopped", "absent"):
+            return True
+        if state in ("running", "paused") and domain_state(self.dom)[0] in ("crashed", "shutting_down"):
+            return True
+        return bool(self.params["restart"]) and self._restart_planned()
+
+    def _restart_planned(self):
+        inactive = self.planned if self.planned is not None else self._tree(inactive=True)
+        return bool(restart_reasons(domain_facts(self._tree()), domain_facts(inactive)))
+
+    def refuse_unsafe(self, state):
+        """Refuse what this run cannot do without more input, before the first change."""
+        if self.params["wait_for_ip"]:
+            tree = self.planned if self.planned is not None else self._tree(inactive=True)
+            if not domain_facts(tree)["interfaces"]:
+                self.refuse("wait_for_ip needs a network interface, and the VM %s has none." % self.name)
+        forced = self._needs_forced_stop()
+        if self.params["force_stop"] or not (forced or self.params["shutdown_timeout"] == 0):
+            return
+        if not self._stop_planned(state):
+            return
+        would = (["redefined"] if self.planned is not None else []) + ["powered off"]
+        if state == "absent":
+            would.append("undefined")
+        elif state != "stopped":
+            would.append("started")
+        if forced:
+            reason = "is %s and cannot shut down gracefully" % domain_state(self.dom)[0]
+        else:
+            reason = "would have to stop, and shutdown_timeout 0 leaves it no time to shut down gracefully"
+        self.refuse("The VM %s %s; set force_stop: true to power it off." % (self.name, reason), actions=would)
 
     # --- the run -----------------------------------------------------------------
 
@@ -1040,11 +1092,15 @@ class VmManager(ModuleManager):
         self.dom = lookup(self.conn.lookupByName, self.name)
         self._exists_before = self.dom is not None
         if state == "absent":
+            self.refuse_unsafe(state)
             return self.absent()
         if wanted is not None:
-            self.converge_xml(wanted)
+            self.plan_xml(wanted)
         else:
-            self.converge_spec(spec)
+            self.plan_spec(spec)
+        self.refuse_unsafe(state)
+        if self.planned is not None:
+            self.define_planned()
         self.converge_metadata(gpu_request)
         self.converge_autostart()
         self.converge_power(state)
@@ -1058,8 +1114,6 @@ class VmManager(ModuleManager):
 
     def wait_for_ip(self):
         macs = [i["mac"] for i in domain_facts(self._tree())["interfaces"] if i["mac"]]
-        if not macs:
-            raise LibvirtModuleError("wait_for_ip needs a network interface, and the VM %s has none." % self.name)
 
         def agent_ready():
             return agent_connected(parse_xml(self.dom.XMLDesc(0)))
@@ -1077,17 +1131,11 @@ class VmManager(ModuleManager):
         persistent = self.dom.isPersistent()
         if self.dom.isActive():
             self.act(self._stop_action())
+        if not self.check and persistent:
+            undefine(self.dom, uefi=facts["firmware"] == "uefi")
         self.act("undefined")
-        if not self.check:
-            if persistent:
-                undefine(self.dom, uefi=facts["firmware"] == "uefi")
-            for vol, path in zip(volumes, result["removed_volumes"]):
-                try:
-                    vol.delete(0)
-                except libvirt.libvirtError as exc:
-                    raise LibvirtModuleError("Cannot delete volume %s: %s" % (path, error_message(exc))) from exc
-        if volumes:
-            self.act("volumes removed")
+        for vol, path in zip(volumes, result["removed_volumes"]):
+            self.do("removed volume %s" % path, "delete volume %s" % path, vol.delete, 0)
         self.dom = None
         return self.result(**result)
 

@@ -16,10 +16,10 @@ MODULE = "kvm_gpu_passthrough"
 URI = "test:///default"
 
 
-def run(run_module, host, check_mode=False, diff=False, **args):
+def run(run_module, host, check_mode=False, diff=False, fails=False, **args):
     args.setdefault("uri", URI)
     args["root"] = str(host.root)
-    return run_module(MODULE, args, check_mode=check_mode, diff=diff)
+    return run_module(MODULE, args, check_mode=check_mode, diff=diff, fails=fails)
 
 
 # scenario, arguments, the functions that end on vfio-pci, or a pattern of the refusal
@@ -125,14 +125,14 @@ def test_scenario(run_module, fake_host, scenario, args, bound, refusal):
     initial = host.bindings()
     before = host.snapshot()
 
-    predicted = run(run_module, host, check_mode=True, **args)
+    predicted = run(run_module, host, check_mode=True, fails=bool(refusal), **args)
     assert host.snapshot() == before, "check mode wrote to the host"
     assert host.events == []
 
     if refusal:
         assert predicted.failed
         assert re.search(refusal, predicted["msg"]), predicted["msg"]
-        applied = run(run_module, host, **args)
+        applied = run(run_module, host, **args, fails=True)
         assert applied.failed and applied["msg"] == predicted["msg"]
         assert host.snapshot() == before, "a refused request wrote to the host"
         assert host.events == [] and host.violations == []
@@ -237,7 +237,7 @@ def test_selector_count_keeps_the_gpus_already_bound(run_module, fake_host):
 def test_bad_requests_fail_without_writing(run_module, fake_host, args, message):
     host = fake_host("hgx")
     before = host.snapshot()
-    result = run(run_module, host, **args)
+    result = run(run_module, host, **args, fails=True)
     assert result.failed
     assert re.search(message, result["msg"]), result["msg"]
     assert host.snapshot() == before and host.events == []
@@ -246,7 +246,7 @@ def test_bad_requests_fail_without_writing(run_module, fake_host, args, message)
 def test_acs_override_refused_unless_allowed(run_module, fake_host):
     host = fake_host("gpu_audio")
     host.set_cmdline("root=/dev/sda1 ro intel_iommu=on pcie_acs_override=downstream,multifunction")
-    refused = run(run_module, host, devices=["0000:01:00.0"])
+    refused = run(run_module, host, devices=["0000:01:00.0"], fails=True)
     assert refused.failed
     assert refused["msg"].startswith(
         "Refusing to bind 0000:01:00.0, 0000:01:00.1 to vfio-pci: the kernel runs with "
@@ -282,7 +282,7 @@ def guest_uri(tmp_path):
 def test_device_of_a_running_guest_is_not_touched(run_module, fake_host, guest_uri):
     host = fake_host("gpu_audio")
     before = host.snapshot()
-    refused = run(run_module, host, uri=guest_uri, devices=["0000:01:00.0"])
+    refused = run(run_module, host, uri=guest_uri, devices=["0000:01:00.0"], fails=True)
     assert refused.failed
     assert (
         "Refusing to change the driver of 0000:01:00.0: the running guest(s) iaastest-gpuvm use it; stop them first."
@@ -294,7 +294,7 @@ def test_device_of_a_running_guest_is_not_touched(run_module, fake_host, guest_u
     run(run_module, host, devices=["0000:01:00.0"])
     assert not run(run_module, host, uri=guest_uri, devices=["0000:01:00.0"]).changed
     # ...but returning it to the host would pull it from under the guest.
-    back = run(run_module, host, uri=guest_uri, state="host", devices=["0000:01:00.0"])
+    back = run(run_module, host, uri=guest_uri, state="host", devices=["0000:01:00.0"], fails=True)
     assert back.failed and "iaastest-gpuvm" in back["msg"]
     assert host.driver_of("0000:01:00.0") == "vfio-pci"
 
@@ -303,7 +303,7 @@ def test_unreachable_libvirt_is_said_not_assumed(run_module, fake_host, tmp_path
     host = fake_host("gpu_audio")
     before = host.snapshot()
     uri = "qemu+unix:///system?socket=%s" % (tmp_path / "iaastest-missing.sock")
-    result = run(run_module, host, uri=uri, devices=["0000:01:00.0"])
+    result = run(run_module, host, uri=uri, devices=["0000:01:00.0"], fails=True)
     assert result.failed
     assert result["msg"].startswith(
         "Cannot tell whether a running guest uses 0000:01:00.0, 0000:01:00.1, so nothing was changed: "
@@ -322,7 +322,7 @@ def test_vfio_pci_not_loaded_under_a_prefix(run_module, fake_host):
         host.add_device("0000:01:00.0", NVIDIA, "2204", VGA, driver="nvidia", group=1)
 
     host = fake_host(build=build)
-    result = run(run_module, host, devices=["0000:01:00.0"])
+    result = run(run_module, host, devices=["0000:01:00.0"], fails=True)
     assert result.failed
     assert re.match(r"^The vfio-pci driver is not loaded \(no .*/sys/bus/pci/drivers/vfio-pci\)", result["msg"])
     assert host.events == []

@@ -224,6 +224,8 @@ def test_gpus_from_libvirt_node_devices_where_sysfs_lists_no_pci_device(run_modu
 
 
 def test_an_unreachable_hypervisor_is_one_sentence(run_module, fake_host):
-    result = run_module(MODULE, dict(uri="qemu+unix:///system?socket=/nonexistent/sock", root=str(fake_host().root)))
-    assert result.failed
+    result = run_module(
+        MODULE, dict(uri="qemu+unix:///system?socket=/nonexistent/sock", root=str(fake_host().root)), fails=True
+    )
+    assert result.failed and not result.changed
     assert result["msg"].startswith("Cannot connect to the hypervisor at qemu+unix:///system?socket=/nonexistent/sock")

@@ -24,8 +24,10 @@ def conn():
         yield connection
 
 
-def kvm_vm(run_module, args, check_mode=False, diff=False):
-    return run_module("kvm_vm", dict(args, uri=args.get("uri", TEST_URI)), check_mode=check_mode, diff=diff)
+def kvm_vm(run_module, args, check_mode=False, diff=False, fails=False):
+    return run_module(
+        "kvm_vm", dict(args, uri=args.get("uri", TEST_URI)), check_mode=check_mode, diff=diff, fails=fails
+    )
 
 
 def stored_tags(dom, flags):
@@ -122,7 +124,7 @@ def test_tags_left_out_stay_and_an_empty_dict_removes_them(run_module, conn):
     ],
 )
 def test_bad_tags_are_one_sentence_and_change_nothing(run_module, conn, tags, message):
-    result = kvm_vm(run_module, dict(BASE, state="running", tags=tags))
+    result = kvm_vm(run_module, dict(BASE, state="running", tags=tags), fails=True)
     assert result.failed and result["msg"] == message
     assert not result.changed
     assert [d.name() for d in conn.listAllDomains(0)] == ["test"]
