@@ -65,11 +65,11 @@ OPTIONS = dict(
     proxy_jump=False,
     ssh_args=None,
 )
-SOURCES = ["lease", "agent", "arp"]
+SOURCES = ("lease", "agent", "arp")
 
 
 def inventory(hypervisors, sources=SOURCES, timeout=20, **options):
-    answers = query_all(hypervisor_entries(hypervisors), sources, timeout)
+    answers = query_all(hypervisor_entries(hypervisors), list(sources), timeout)
     return answers, build(answers, dict(OPTIONS, **options))
 
 
