@@ -29,27 +29,17 @@ description:
     and whether each is free. On the hypervisor itself they come from sysfs; with a remote O(uri),
     or where sysfs lists no PCI device, from libvirt's node devices, and readiness is unknown.
   - The free space of each storage pool.
-  - Whether the host is drained, from the marker file C(/var/lib/iaas-kvm/drained) (below O(root)).
+  - Whether the host is drained, from the marker file C(/var/lib/iaas-kvm/drained) (below O(root),
+    like the other files the module reads).
     While it exists the host gets no new VMs from P(iaas.kvm.place_vms#filter). Write it (its text,
     if any, is the reason) to drain the host, remove it to undrain.
   - Changes nothing.
 author:
   - iaas.kvm contributors (!UNKNOWN)
-options:
-  root:
-    description:
-      - Prefix under which the module finds the drain marker C(var/lib/iaas-kvm/drained), the kernel's
-        C(proc/cmdline) and C(usr/share/misc/pci.ids) (and C(sys/), unless O(sysfs_root) is given).
-        Tests point it at another tree.
-    type: path
-    default: /
-  sysfs_root:
-    description:
-      - Where sysfs is mounted. Defaults to C(<root>/sys).
-    type: path
 extends_documentation_fragment:
   - iaas.kvm.libvirt
   - iaas.kvm.libvirt.info_attributes
+  - iaas.kvm.sysfs
 notes:
   - Memory is in MiB, pool sizes in bytes.
 seealso:

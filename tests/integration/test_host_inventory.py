@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import uuid
 
 import libvirt
@@ -19,8 +18,9 @@ import yaml
 from ansible_collections.iaas.kvm.plugins.module_utils._domain_meta import METADATA_NS
 from ansible_collections.iaas.kvm.plugins.module_utils._host import DRAIN_MARKER
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import parse_xml
+from tests.ansible_cli import ansible, unwrap
 from tests.conftest import run_module
-from tests.integration.conftest import LAB_NETWORK, LAB_URI, REPO
+from tests.integration.conftest import LAB_NETWORK, LAB_URI
 from tests.integration.vmtools import Made, diskless, kvm_vm, qemu_pid
 
 pytestmark = [pytest.mark.lab]
@@ -118,27 +118,14 @@ def test_the_inventory_plugin_lists_the_vm_without_an_address(running_vm, tmp_pa
             )
         )
     )
-    env = dict(os.environ, ANSIBLE_INVENTORY_UNPARSED_FAILED="true", PYTHONPATH="")
-    run = subprocess.run(
-        ["ansible-inventory", "-i", str(config), "--list"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    run = ansible("ansible-inventory", "-i", config, "--list", timeout=120)
     assert run.returncode == 0, run.stderr
-    data = json.loads(run.stdout)
+    data = unwrap(json.loads(run.stdout))
     hostvars = data["_meta"]["hostvars"][name]
-
-    def plain(value):
-        return value["__ansible_unsafe"] if isinstance(value, dict) and "__ansible_unsafe" in value else value
-
-    assert plain(hostvars["kvm_state"]) == "running" and plain(hostvars["kvm_hypervisor"]) == "lab"
-    assert {k: plain(v) for k, v in hostvars["kvm_tags"].items()} == {"role": "web"}
+    assert hostvars["kvm_state"] == "running" and hostvars["kvm_hypervisor"] == "lab"
+    assert hostvars["kvm_tags"] == {"role": "web"}
     (iface,) = hostvars["kvm_interfaces"]
-    assert plain(iface["network"]) == LAB_NETWORK and iface["addresses"] == []
+    assert iface["network"] == LAB_NETWORK and iface["addresses"] == []
     assert "ansible_host" not in hostvars and hostvars["kvm_address"] is None
     for group in (
         "kvm_no_address",

@@ -7,16 +7,14 @@ play runs)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.ansible_cli import ansible
 
 
 def gpu_device(bus, device="2330"):
@@ -88,27 +86,18 @@ MIXED = [
 def vms_placement(fleet, specs, extra=()):
     spec_file = fleet / "vms.yml"
     spec_file.write_text(yaml.safe_dump(dict(vms=specs)))
-    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", PYTHONPATH="")
-    return subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            str(fleet / "hosts.yml"),
-            "playbooks/vms.yml",
-            "--tags",
-            "placement",
-            "--skip-tags",
-            "always",
-            "-e",
-            "vms_file=%s" % spec_file,
-            *extra,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    return ansible(
+        "ansible-playbook",
+        "-i",
+        fleet / "hosts.yml",
+        "playbooks/vms.yml",
+        "--tags",
+        "placement",
+        "--skip-tags",
+        "always",
+        "-e",
+        "vms_file=%s" % spec_file,
+        *extra,
     )
 
 

@@ -7,40 +7,17 @@ libvirt test drivers read from files."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.ansible_cli import ansible, unwrap
 from tests.unit.plugins.inventory.test_kvm_vms import hypervisor_file, vm_xml
-
-REPO = Path(__file__).resolve().parents[4]
-
-
-def unwrap(value):
-    """ansible-inventory marks strings that came from the hypervisors (untrusted) as unsafe."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {k: unwrap(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unwrap(v) for v in value]
-    return value
 
 
 def ansible_inventory(config, *args):
-    env = dict(os.environ, ANSIBLE_INVENTORY_UNPARSED_FAILED="true", ANSIBLE_NOCOLOR="1", PYTHONPATH="")
-    return subprocess.run(
-        ["ansible-inventory", "-i", str(config), *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return ansible("ansible-inventory", "-i", config, *args, timeout=120)
 
 
 def listed(config, *args):
