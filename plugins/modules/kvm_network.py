@@ -416,6 +416,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     run_manager,
     to_xml,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
 from ansible_collections.iaas.kvm.plugins.module_utils._network import (
     MODES,
     apply_spec,
@@ -439,7 +440,6 @@ from ansible_collections.iaas.kvm.plugins.module_utils._network_live import (
     persistent_tree,
     restart_network,
 )
-from ansible_collections.iaas.kvm.plugins.module_utils._storage import validate_name
 
 SPEC_FIELDS = ("mode", "bridge", "domain", "mtu", "ipv4", "dns")
 

@@ -242,6 +242,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     lookup,
     run_manager,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
     IMPORT_RECORD_SUFFIX,
     delete_import_record,
@@ -254,7 +255,6 @@ from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
     read_import_record,
     running_disk,
     upload_stream,
-    validate_name,
     volume_details,
     volume_xml,
     volumes_backed_by,
