@@ -32,6 +32,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.common.yaml import HAS_YAML, SafeDumper, yaml_load
 
 from ansible_collections.iaas.kvm.plugins.module_utils import _crypt
+from ansible_collections.iaas.kvm.plugins.module_utils._diff import MASK
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import LibvirtModuleError
 from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_hostname
 
@@ -58,7 +59,6 @@ FIXED_TIME = 946684800
 DOCUMENTS = ("user-data", "meta-data", "network-config", "vendor-data")
 # Seeds are small; an image larger than this is not one.
 READ_LIMIT = 16 * 1024 * 1024
-MASK = "********"
 
 CLOUD_CONFIG = "#cloud-config"
 # Kinds of user-data text that cloud-init recognises by their first line, and the
