@@ -47,14 +47,10 @@ def shutoff_reason(reason):
     }.get(reason, "was stopped")
 
 
-def _call(what, dom, function, *args):
-    return call("%s the VM %s" % (what, dom.name()), function, *args)
-
-
 def start(dom, paused=False):
     """Start ``dom``; ``paused`` starts it with its vCPUs stopped."""
     if not paused:
-        _call("start", dom, dom.createWithFlags, 0)
+        call("start the VM %s" % dom.name(), dom.createWithFlags, 0)
         return
     try:
         dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
@@ -62,12 +58,12 @@ def start(dom, paused=False):
         if error_code(exc) != libvirt.VIR_ERR_INVALID_ARG or dom.isActive():
             raise LibvirtModuleError("Cannot start the VM %s: %s" % (dom.name(), error_message(exc))) from exc
         # A driver without paused starts (libvirt's test driver): start, then pause.
-        _call("start", dom, dom.createWithFlags, 0)
-        _call("pause", dom, dom.suspend)
+        call("start the VM %s" % dom.name(), dom.createWithFlags, 0)
+        call("pause the VM %s" % dom.name(), dom.suspend)
 
 
 def destroy(dom):
-    _call("power off", dom, dom.destroy)
+    call("power off the VM %s" % dom.name(), dom.destroy)
 
 
 def wait_until_off(dom, timeout):
@@ -147,7 +143,7 @@ def undefine(dom, uefi):
         # A driver without NVRAM files (libvirt's test driver) rejects the flag;
         # QEMU accepts it, and refuses an undefine without it when a file exists.
         if nvram and error_code(exc) == libvirt.VIR_ERR_INVALID_ARG:
-            _call("undefine", dom, dom.undefineFlags, flags)
+            call("undefine the VM %s" % dom.name(), dom.undefineFlags, flags)
         else:
             raise LibvirtModuleError("Cannot undefine the VM %s: %s" % (dom.name(), error_message(exc))) from exc
 

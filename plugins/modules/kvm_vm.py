@@ -724,7 +724,8 @@ class VmManager(ModuleManager):
         return name, tree
 
     def _volume(self, pool_name, volume_name, what):
-        from ansible_collections.iaas.kvm.plugins.module_utils._storage import get_volume, validate_name
+        from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
+        from ansible_collections.iaas.kvm.plugins.module_utils._storage import get_volume
 
         validate_name(volume_name)
         pool = lookup(self.conn.storagePoolLookupByName, pool_name)
