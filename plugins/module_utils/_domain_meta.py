@@ -28,7 +28,7 @@ import copy
 
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     LibvirtModuleError,
-    error_message,
+    call,
     etree,
     libvirt,
     to_xml,
@@ -81,10 +81,15 @@ def write_metadata(dom, meta, live):
     flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
     if live:
         flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
-    try:
-        dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, metadata_xml(meta), METADATA_KEY, METADATA_NS, flags)
-    except libvirt.libvirtError as exc:
-        raise LibvirtModuleError("Cannot set the tags of the VM %s: %s" % (dom.name(), error_message(exc))) from exc
+    call(
+        "set the tags of the VM %s" % dom.name(),
+        dom.setMetadata,
+        libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+        metadata_xml(meta),
+        METADATA_KEY,
+        METADATA_NS,
+        flags,
+    )
 
 
 def validate_tags(tags):
