@@ -415,7 +415,7 @@ def consumer_gpu_bars():
     return [(0, 16 * MIB, False, False), (1, 256 * MIB, True, True), (3, 32 * MIB, True, True)]
 
 
-# -- the scenarios of issue 7 ---------------------------------------------------------------
+# -- the GPU host scenarios (SCENARIOS) ------------------------------------------------------
 
 
 def _bmc_vga(host: FakeHost, group: int | None):
