@@ -125,7 +125,6 @@ class FakeHost:
         (self.root / "proc/sys/kernel/osrelease").write_text(KERNEL_RELEASE + "\n")
         self.set_cmdline("BOOT_IMAGE=/boot/vmlinuz-%s root=UUID=0b1c ro quiet" % KERNEL_RELEASE)
         self.set_cpu_vendor("GenuineIntel")
-        self.set_nodes({0: "0-7"})
 
     # -- building ---------------------------------------------------------------
 
@@ -151,10 +150,8 @@ class FakeHost:
     def set_nodes(self, cpus: dict):
         """The host's NUMA nodes: ``{node: cpu list}`` in /sys/devices/system/node."""
         base = self.sys / "devices/system/node"
-        if base.exists():
-            shutil.rmtree(base)
         for node, cpulist in cpus.items():
-            (base / ("node%d" % node)).mkdir(parents=True)
+            (base / ("node%d" % node)).mkdir(parents=True, exist_ok=True)
             (base / ("node%d" % node) / "cpulist").write_text(cpulist + "\n")
 
     def set_cmdline(self, text: str):
@@ -189,6 +186,13 @@ class FakeHost:
             (self.sys / "module" / module).mkdir(exist_ok=True)
             os.symlink(os.path.relpath(self.sys / "module" / module, directory), directory / "module")
         self._drivers[name] = list(ids)
+
+    def add_hugepages(self, node: int, size_kib: int, total: int, free: int):
+        """Huge pages of one size on NUMA node ``node``, as /sys/devices/system/node shows them."""
+        directory = self.sys / "devices/system/node" / ("node%d" % node) / "hugepages" / ("hugepages-%dkB" % size_kib)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, value in (("nr_hugepages", total), ("free_hugepages", free), ("surplus_hugepages", 0)):
+            (directory / name).write_text("%d\n" % value)
 
     def add_device(
         self,
@@ -769,7 +773,7 @@ def consumer_gpu_bars():
     return [(0, 16 * MIB, False, False), (1, 256 * MIB, True, True), (3, 32 * MIB, True, True)]
 
 
-# -- the scenarios ------------------------------------------------------------------------
+# -- the GPU host scenarios (SCENARIOS) ------------------------------------------------------
 
 
 def _bmc_vga(host: FakeHost, group: int | None):

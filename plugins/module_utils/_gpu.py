@@ -9,7 +9,7 @@ kvm_gpu_passthrough (which binds). All host I/O goes through
 files below the ``root`` prefix; commands run through a callable the module
 passes in.
 
-The rules: the other functions of a requested slot join the request (a GPU's
+The rules (docs/architecture.md, "GPU groups"): the other functions of a requested slot join the request (a GPU's
 HDMI audio and USB-C functions cannot stay on the host while the GPU leaves);
 PCI bridges in an IOMMU group stay on their driver; any other device of the
 group on a host driver (not vfio-pci or pci-stub) makes the request fail unless

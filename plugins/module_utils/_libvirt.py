@@ -89,7 +89,8 @@ def call_with_connection(uri, work):
 
 
 class ModuleManager:
-    """The common part of a module's manager (STYLE.md: read, compare, apply).
+    """The common part of a module's manager: read the current state, compare it
+    with the task, apply the difference (docs/architecture.md shows the shape).
 
     Holds the module, the connection and the task's parameters, a
     DifferenceTracker-style ``tracker`` (given by the subclass), what was done

@@ -74,3 +74,18 @@ def slot_functions(host_functions, address):
 def node_device_driver(device):
     """The host driver a PCI node device is bound to (``vfio-pci``, ``nvidia``…) or None."""
     return parse_xml(device.XMLDesc(0)).findtext("./driver/name")
+
+
+def node_device_model(device):
+    """``10de:2330``: the PCI vendor and device IDs of a PCI node device, or None."""
+    capability = parse_xml(device.XMLDesc(0)).find("./capability[@type='pci']")
+    if capability is None:
+        return None
+    ids = []
+    for tag in ("vendor", "product"):
+        element = capability.find(tag)
+        try:
+            ids.append("%04x" % int(element.get("id"), 16))
+        except (AttributeError, TypeError, ValueError):
+            return None
+    return ":".join(ids)

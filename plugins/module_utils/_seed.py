@@ -32,7 +32,9 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.common.yaml import HAS_YAML, SafeDumper, yaml_load
 
 from ansible_collections.iaas.kvm.plugins.module_utils import _crypt
+from ansible_collections.iaas.kvm.plugins.module_utils._diff import MASK
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import LibvirtModuleError
+from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_hostname
 
 PYCDLIB_IMPORT_ERROR = None
 try:
@@ -57,7 +59,6 @@ FIXED_TIME = 946684800
 DOCUMENTS = ("user-data", "meta-data", "network-config", "vendor-data")
 # Seeds are small; an image larger than this is not one.
 READ_LIMIT = 16 * 1024 * 1024
-MASK = "********"
 
 CLOUD_CONFIG = "#cloud-config"
 # Kinds of user-data text that cloud-init recognises by their first line, and the
@@ -80,8 +81,6 @@ _SECRET_LINE = re.compile(
     re.MULTILINE,
 )
 _CRYPT_HASH = re.compile(r"\$(?:1|2[abxy]?|5|6|7|y|gy|sha1|md5)\$[^\s\"',]+")
-
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
 
 # The conveniences merged into user-data, in the order they are written.
 CONVENIENCES = ("hostname", "users", "ssh_authorized_keys", "password", "packages", "runcmd")
@@ -272,15 +271,6 @@ def cloud_config_of(text):
 # ---------------------------------------------------------------------------
 # meta-data and network-config
 # ---------------------------------------------------------------------------
-
-
-def validate_hostname(hostname):
-    if not isinstance(hostname, str) or not _HOSTNAME_RE.match(hostname):
-        raise SeedError(
-            "hostname %r is not a host name (letters, digits and inner dashes, labels of up to 63 "
-            "characters separated by dots)." % (hostname,)
-        )
-    return hostname
 
 
 def seed_stem(destination):
@@ -684,7 +674,10 @@ class SeedSpec:
         self.params = params
         self.hostname = params.get("hostname")
         if self.hostname is not None:
-            validate_hostname(self.hostname)
+            try:
+                validate_hostname(self.hostname, "hostname")
+            except LibvirtModuleError as exc:
+                raise SeedError(str(exc)) from None
         self.password = params.get("password")
         if self.password is not None and not self.password:
             raise SeedError("password must not be empty.")

@@ -12,7 +12,6 @@ __metaclass__ = type
 import contextlib
 import hashlib
 import json
-import re
 import struct
 
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
@@ -28,27 +27,8 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     parse_xml,
 )
 
-# Volume and pool names: a file name in the pool's directory, nothing more.
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+:@-]{0,254}$")
-
 # 1 MiB measured fastest for stream uploads (4 MiB took twice as long for 200 MiB).
 UPLOAD_CHUNK = 1024 * 1024
-
-
-def validate_name(name, what="volume name"):
-    """Raise LibvirtModuleError unless ``name`` is a safe pool or volume name."""
-    if not isinstance(name, str) or not name:
-        raise LibvirtModuleError("The %s must not be empty." % what)
-    if "/" in name or "\\" in name or name in (".", "..") or ".." in name.split("."):
-        raise LibvirtModuleError("The %s %r must not contain path separators or '..'." % (what, name))
-    if ".." in name:
-        raise LibvirtModuleError("The %s %r must not contain '..'." % (what, name))
-    if not _NAME_RE.fullmatch(name):
-        raise LibvirtModuleError(
-            "The %s %r may hold only letters, digits and _ . + : @ - (up to 255 characters, "
-            "not starting with a dot or dash)." % (what, name)
-        )
-    return name
 
 
 def get_pool(conn, name, must_be_active=True):

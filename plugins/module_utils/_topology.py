@@ -81,9 +81,9 @@ def plan(devices, node_cpus, vcpus, memory_mib):
     cells = []
     first = 0
     for node, count, memory in zip(nodes, _shares(vcpus, len(nodes)), _shares(int(memory_mib), len(nodes))):
-        cells.append(
-            dict(node=node, cpus=node_cpus[node], vcpus=format_cpus(range(first, first + count)), memory=memory)
-        )
+        # CPU lists in libvirt's own form (0-7, not 0,1,...,7), so a stored definition compares equal.
+        cpus = format_cpus(parse_cpus(node_cpus[node]))
+        cells.append(dict(node=node, cpus=cpus, vcpus=format_cpus(range(first, first + count)), memory=memory))
         first += count
     placed = [dict(id=device_id, cell=nodes.index(node) if node is not None else 0) for device_id, node in devices]
     return dict(cells=cells, devices=sorted(placed, key=lambda d: d["id"]))
@@ -158,7 +158,7 @@ def topology_facts(tree):
                 node=int(memnode.get("nodeset"))
                 if memnode is not None and memnode.get("nodeset", "").isdigit()
                 else None,
-                cpus=pins.get(vcpus[0]) if vcpus else None,
+                cpus=format_cpus(parse_cpus(pins[vcpus[0]])) if vcpus and pins.get(vcpus[0]) else None,
                 vcpus=format_cpus(vcpus),
                 memory=_cell_mib(cell),
             )

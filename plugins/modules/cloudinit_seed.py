@@ -358,13 +358,13 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     libvirt,
     run_manager,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
     WRITING_SUFFIX,
     download_bytes,
     get_pool,
     get_volume,
     upload_bytes,
-    validate_name,
     volume_xml,
 )
 

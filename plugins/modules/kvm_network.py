@@ -32,14 +32,14 @@ description:
     O(xml) beyond these) is stored in the persistent definition and needs the
     network to be restarted. The module redefines and restarts it when no running
     guest uses it.
-  - When running guests use it, the task is refused unless O(force=true): it fails
+  - When running guests use it, the task is refused unless O(force=true); it fails
     naming them, returns RV(restart_required=true), C(changed=false) and in
     RV(actions) what it would do, and changes nothing, neither the persistent nor
     the live definition (so no later restart or host reboot brings the change in
     unannounced). Stopping or removing a network that running guests use is refused
     the same way. A network restart interrupts every guest on it, which is why the
     module asks first; a VM change that needs a reboot is different (see
-    M(iaas.kvm.kvm_vm)): it is stored and reported, because it touches that VM alone.
+    M(iaas.kvm.kvm_vm)); it is stored and reported, because it touches that VM alone.
   - With O(force=true) the network is restarted and each running guest's interface
     is put back on the new bridge (libvirt does not do that itself); the interface
     moves to the bridge, gets a new port in the network and its link goes down and
@@ -416,6 +416,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     run_manager,
     to_xml,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
 from ansible_collections.iaas.kvm.plugins.module_utils._network import (
     MODES,
     apply_spec,
@@ -439,7 +440,6 @@ from ansible_collections.iaas.kvm.plugins.module_utils._network_live import (
     persistent_tree,
     restart_network,
 )
-from ansible_collections.iaas.kvm.plugins.module_utils._storage import validate_name
 
 SPEC_FIELDS = ("mode", "bridge", "domain", "mtu", "ipv4", "dns")
 

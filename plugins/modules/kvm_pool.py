@@ -165,11 +165,11 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     run_manager,
     to_xml,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
     overlays_first,
     pool_facts,
     pool_target_path,
-    validate_name,
 )
 
 

@@ -298,8 +298,22 @@ options:
         O(topology), O(mmio64_mb) and O(maxphysaddr) follow; NVSwitches of a board can be listed
         too. Passing part of an NVSwitch board warns that NVLink is not available in the guest.
       - An empty list detaches all host PCI devices (but the vGPUs of O(vgpus)).
+      - The model (PCI vendor:device) of each GPU listed, read from its node device, is recorded
+        in the VM's metadata (see O(tags)), so inventories can group VMs by GPU model without
+        asking the host.
     type: list
     elements: str
+  tags:
+    description:
+      - Labels of the VM, a dict of strings, stored in the domain's C(<metadata>) under the
+        collection's XML namespace C(urn:iaas-kvm:vm:1).
+      - Given, the dict is complete (tags left out are removed, V({}) removes them all); left
+        out, the tags stay as they are.
+      - A change is made with libvirt's metadata API on the live and the persistent definition
+        at once, so a running VM has its new tags at once and needs no restart.
+      - M(iaas.kvm.kvm_vm_info), M(iaas.kvm.kvm_host_info) and the C(iaas.kvm.kvm_vms)
+        inventory plugin read them back.
+    type: dict
   console_log:
     description:
       - File on the hypervisor that records the serial console (the guest's boot
@@ -491,6 +505,13 @@ EXAMPLES = r"""
     xml: "{{ lookup('ansible.builtin.file', 'configs/ubuntu-simple.xml') }}"
     state: running
 
+- name: Tag a VM (a running VM gets the new tags at once, without a restart)
+  iaas.kvm.kvm_vm:
+    name: web1
+    tags:
+      role: web
+      owner: team-a
+
 - name: Remove a VM and its volumes (the base image of a linked clone stays)
   iaas.kvm.kvm_vm:
     name: web1
@@ -670,10 +691,16 @@ vm:
           elements: dict
           sample: [{address: 192.168.122.23, prefix: 24, family: ipv4, source: lease}]
     gpus:
-      description: Host PCI devices passed through.
+      description:
+        - Host PCI devices passed through, with C(model) (vendor:device) where the VM's metadata
+          records it (null for the other functions of a GPU's slot and for devices from O(xml)).
       type: list
       elements: dict
-      sample: [{address: "0000:41:00.0", managed: false}, {address: "0000:41:00.1", managed: false}]
+      sample: [{address: "0000:41:00.0", managed: false, model: "10de:2330"}, {address: "0000:41:00.1", managed: false, model: null}]
+    tags:
+      description: The VM's tags (see O(tags)).
+      type: dict
+      sample: {role: web}
     vfs:
       description: NIC VFs passed through as interfaces, with their C(address) and C(mac).
       type: list
@@ -749,6 +776,13 @@ from ansible_collections.iaas.kvm.plugins.module_utils._domain_life import (
     stop,
     undefine,
     wait_for_ipv4,
+    with_metadata,
+)
+from ansible_collections.iaas.kvm.plugins.module_utils._domain_meta import (
+    carry_metadata,
+    read_metadata,
+    validate_tags,
+    write_metadata,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._interrupt import kill_point
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
@@ -803,6 +837,8 @@ class VmManager(ModuleManager):
         self.planned = None  # the definition this run stores (check mode: would store)
         self._live_spec = None  # the spec whose memory and vCPUs may also apply live
         self._wanted_xml = None  # the task's XML when it redefines an existing VM
+        self.tags = None  # the task's tags, checked
+        self.wanted_tags = None  # the tags after this run, where the task names them
         self._trees = {}
         self._host = None  # the host's view of passed-through devices, read when needed
 
@@ -823,7 +859,8 @@ class VmManager(ModuleManager):
         return name, tree
 
     def _volume(self, pool_name, volume_name, what):
-        from ansible_collections.iaas.kvm.plugins.module_utils._storage import get_volume, validate_name
+        from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
+        from ansible_collections.iaas.kvm.plugins.module_utils._storage import get_volume
 
         validate_name(volume_name)
         pool = lookup(self.conn.storagePoolLookupByName, pool_name)
@@ -987,6 +1024,7 @@ class VmManager(ModuleManager):
         inactive = self._tree(inactive=True)
         if not xml_matches(wanted, inactive):
             self.planned = carry_over(wanted, inactive)
+            carry_metadata(self.planned, inactive)
             self._wanted_xml = wanted
 
     def define_planned(self):
@@ -1033,6 +1071,42 @@ class VmManager(ModuleManager):
                 self.warnings.append(
                     "Could not change the vCPUs of running VM %s: %s" % (self.name, error_message(exc))
                 )
+
+    # --- metadata: tags and GPU models ---------------------------------------------
+
+    def _gpu_models(self, addresses, known):
+        """``{address: vendor:device}`` from the host's node devices (``known`` where it has none)."""
+        from ansible_collections.iaas.kvm.plugins.module_utils._pci import host_pci_functions, node_device_model
+
+        host = host_pci_functions(self.conn) or {}
+        return {a: node_device_model(host[a]) if a in host else known.get(a) for a in addresses}
+
+    def converge_metadata(self, gpu_request):
+        """The tags, and the models of the GPUs the spec lists, in the VM's metadata:
+        set on the live and the persistent definition at once (no restart)."""
+        tags = self.tags
+        if tags is None and gpu_request is None:
+            return
+        exists = self.dom is not None and not (self.check and not self._exists_before)
+        current = read_metadata(self._tree(inactive=True)) if exists else read_metadata(etree.Element("domain"))
+        running = exists and bool(self.dom.isActive())
+        live = read_metadata(self._tree()) if running else current
+        wanted = dict(current)
+        if tags is not None:
+            wanted["tags"] = tags
+        if gpu_request is not None:
+            wanted["gpus"] = self._gpu_models(gpu_request, current["gpus"])
+        self.wanted_tags = wanted["tags"]
+        if wanted == current and wanted == live:
+            return
+        if tags is not None:
+            self.tracker.add("tags", current["tags"], wanted["tags"])
+        if wanted["tags"] != current["tags"] or wanted["tags"] != live["tags"]:
+            self.act("tags set")
+        if wanted["gpus"] != current["gpus"] or wanted["gpus"] != live["gpus"]:
+            self.act("gpu models recorded")
+        if not self.check:
+            write_metadata(self.dom, wanted, live=running)
 
     # --- power -------------------------------------------------------------------
 
@@ -1169,6 +1243,8 @@ class VmManager(ModuleManager):
             spec = normalise_spec(params)
             spec.update(normalise_passthrough(params, normalise_mac))
             self.name = params["name"]
+        gpu_request = list(spec["gpus"]) if spec and "gpus" in spec else None
+        self.tags = validate_tags(params["tags"]) if params["tags"] is not None else None
         self.dom = lookup(self.conn.lookupByName, self.name)
         self._exists_before = self.dom is not None
         if state == "absent":
@@ -1181,6 +1257,7 @@ class VmManager(ModuleManager):
         self.refuse_unsafe(state)
         if self.planned is not None:
             self.define_planned()
+        self.converge_metadata(gpu_request)
         self.converge_autostart()
         self.converge_power(state)
         self.check_restart(state)
@@ -1246,11 +1323,13 @@ class VmManager(ModuleManager):
         if self.dom is not None and not (self.check and not self._exists_before):
             vm = describe(self.dom, tree=self._tree(), addresses=self.addresses)
         elif self.planned is not None:
-            vm = domain_facts(self.planned)
+            vm = with_metadata(domain_facts(self.planned), self.planned)
             state = self.params["state"] if self.params["state"] in ("running", "paused") else "stopped"
             vm.update(state=state, persistent=True, autostart=bool(self.params["autostart"]), ip=None)
             for iface in vm["interfaces"]:
                 iface["addresses"] = []
+        if vm and self.check and self.wanted_tags is not None:
+            vm["tags"] = self.wanted_tags
         result = dict(
             changed=self.changed or self.tracker.changed,
             restart_required=bool(self.reasons),
@@ -1340,6 +1419,7 @@ def argument_spec():
         shutdown_timeout=dict(type="int", default=120),
         force_stop=dict(type="bool", default=False),
         remove_volumes=dict(type="bool", default=False),
+        tags=dict(type="dict"),
     )
     spec.update(URI_ARGUMENT_SPEC)
     spec.update(SYSFS_ARGUMENT_SPEC)

@@ -219,14 +219,9 @@ actions:
   sample: ["created linked clone of default/debian-12.qcow2"]
 """
 
-import hashlib
-import os
-import re
 import time
-from http.client import HTTPException
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
 
 from ansible_collections.iaas.kvm.plugins.module_utils._diff import DifferenceTracker, state_diff
 from ansible_collections.iaas.kvm.plugins.module_utils._interrupt import kill_point
@@ -242,6 +237,8 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     lookup,
     run_manager,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
+from ansible_collections.iaas.kvm.plugins.module_utils._source import Source
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
     IMPORT_RECORD_SUFFIX,
     delete_import_record,
@@ -250,11 +247,9 @@ from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
     get_pool,
     get_volume,
     pool_target_path,
-    probe_image,
     read_import_record,
     running_disk,
     upload_stream,
-    validate_name,
     volume_details,
     volume_xml,
     volumes_backed_by,
@@ -262,12 +257,8 @@ from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._units import SizeError, format_size, parse_size
 
-HEADER_BYTES = 4096
-HASH_CHUNK = 4 * 1024 * 1024
 # New volumes are readable by root alone; libvirt hands them to QEMU when a VM starts.
 VOLUME_MODE = "0600"
-_CHECKSUM_RE = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
-_URL_RE = re.compile(r"^https?://", re.IGNORECASE)
 
 
 def argument_spec():
@@ -304,110 +295,6 @@ def parse_capacity(value, fmt):
     return size
 
 
-class Source:
-    """An image to import: a file on this host or an http(s) URL, hashed as it is read."""
-
-    def __init__(self, location, checksum, validate_certs=True, timeout=30):
-        self.location = location
-        self.is_url = bool(_URL_RE.match(location))
-        if not self.is_url and ("://" in location or not location.startswith("/")):
-            raise LibvirtModuleError(
-                "source %r must be an absolute path on the hypervisor or an http:// or https:// URL." % location
-            )
-        self.expected = None
-        if checksum is not None:
-            match = _CHECKSUM_RE.match(checksum.strip())
-            if not match:
-                raise LibvirtModuleError("checksum must be 'sha256:' followed by 64 hex digits, got %r." % checksum)
-            self.expected = match.group(1).lower()
-        if self.is_url and self.expected is None:
-            raise LibvirtModuleError(
-                "The URL source %s needs checksum: sha256:<64 hex digits>, so that the download can be verified."
-                % location
-            )
-        self.validate_certs = validate_certs
-        self.timeout = timeout
-        self.length = None
-        self.info = None
-        self._fh = None
-        self._pending = b""
-        self._digest = hashlib.sha256()
-        self.count = 0
-
-    # --- files ---------------------------------------------------------------
-
-    def stat(self):
-        try:
-            st = os.stat(self.location)
-        except OSError as exc:
-            raise LibvirtModuleError("Cannot read the source file %s: %s." % (self.location, exc.strerror)) from exc
-        if not os.path.isfile(self.location):
-            raise LibvirtModuleError("The source %s is not a regular file." % self.location)
-        return st
-
-    def file_sha256(self):
-        """SHA-256 of the whole source file (hex)."""
-        self.stat()
-        digest = hashlib.sha256()
-        with open(self.location, "rb") as handle:
-            for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
-
-    # --- reading -------------------------------------------------------------
-
-    def _fail(self, exc):
-        what = "download %s" % self.location if self.is_url else "read %s" % self.location
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        return LibvirtModuleError("Cannot %s: %s." % (what, str(reason).rstrip(".")))
-
-    def open(self):
-        """Open the source and read its header into ``info`` (see probe_image)."""
-        try:
-            if self.is_url:
-                self._fh = open_url(self.location, validate_certs=self.validate_certs, timeout=self.timeout)
-                length = self._fh.headers.get("Content-Length")
-                self.length = int(length) if length and length.isdigit() else None
-            else:
-                self.stat()
-                self._fh = open(self.location, "rb")  # noqa: SIM115 - closed by close()
-                self.length = os.fstat(self._fh.fileno()).st_size
-            head = b""
-            while len(head) < HEADER_BYTES:
-                chunk = self._fh.read(HEADER_BYTES - len(head))
-                if not chunk:
-                    break
-                head += chunk
-        except (OSError, HTTPException) as exc:
-            self.close()
-            raise self._fail(exc) from exc
-        self._pending = head
-        self.info = probe_image(head, self.length)
-        return self.info
-
-    def read(self, size):
-        """Up to ``size`` bytes of the source (the header first), hashed on the way."""
-        if self._pending:
-            chunk, self._pending = self._pending[:size], self._pending[size:]
-        else:
-            try:
-                chunk = self._fh.read(size)
-            except (OSError, HTTPException) as exc:
-                raise self._fail(exc) from exc
-        self._digest.update(chunk)
-        self.count += len(chunk)
-        return chunk
-
-    def sha256(self):
-        """SHA-256 of what ``read`` returned (once it returned everything)."""
-        return self._digest.hexdigest()
-
-    def close(self):
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-
 class VolumeManager(ModuleManager):
     """Reads the volume, compares it with the task, and converges it."""
 
@@ -417,13 +304,6 @@ class VolumeManager(ModuleManager):
         self.diff = None
         self.pool = None
         self.predicted = None
-
-    def call(self, what, function, *args):
-        """Run a libvirt call that changes something; its error becomes one sentence."""
-        try:
-            return function(*args)
-        except libvirt.libvirtError as exc:
-            raise LibvirtModuleError("Cannot %s: %s" % (what, error_message(exc))) from exc
 
     # --- input (read only) ---------------------------------------------------
 

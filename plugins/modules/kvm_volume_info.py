@@ -134,13 +134,13 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     is_not_found,
     libvirt,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
     disk_users,
     get_pool,
     import_record_name,
     is_bookkeeping_volume,
     read_import_record,
-    validate_name,
     volume_details,
 )
 

@@ -37,7 +37,7 @@ def converge(lab_conn, name, args):
     assert predicted.changed and lookup_domain(lab_conn, name) is None, "check mode defined the VM"
     applied = kvm_vm(args)
     assert not applied.failed, applied.get("msg")
-    assert applied.changed and applied["actions"] == ["defined"]
+    assert applied.changed and applied["actions"][0] == "defined"
     for check_mode in (False, True):
         again = kvm_vm(args, check_mode=check_mode)
         assert not again.failed, again.get("msg")

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 """Deliberate mistakes in the modules, applied one at a time, to show that the
 tests catch them.

@@ -220,8 +220,10 @@ def test_script_and_conveniences_become_a_multipart_document():
         (dict(network_config={"version": 3}), "network_config version must be 1 or 2, not 3"),
         (dict(meta_data={"local-hostname": "a"}, hostname="b"), "hostname 'b' differs from local-hostname 'a'"),
         (dict(meta_data={"instance-id": ""}), "instance-id in meta_data must be a non-empty string"),
-        (dict(hostname="bad_name!"), "hostname 'bad_name!' is not a host name"),
-        (dict(hostname="-web"), "is not a host name"),
+        (dict(hostname="bad_name!"), "'bad_name!' is not a valid hostname (RFC 1123"),
+        (dict(hostname="-web"), "is not a valid hostname"),
+        (dict(hostname="web1."), "is not a valid hostname"),
+        (dict(hostname="a" * 64), "is not a valid hostname"),
         (dict(password=""), "password must not be empty"),
     ],
 )

@@ -191,7 +191,7 @@ def test_password_appears_only_as_a_hash_in_the_image(run_module, seed_path):
         (dict(network_config={"ethernets": {"eth0": {"dhcp4": True}}}), "network_config needs a version"),
         (dict(user_data={"hostname": "db1"}), "hostname is given both as an option ('web1') and in user_data"),
         (dict(meta_data={"local-hostname": "db1"}), "differs from local-hostname 'db1'"),
-        (dict(hostname="web_1"), "is not a host name"),
+        (dict(hostname="web_1"), "is not a valid hostname"),
         (dict(user_data={"password": "x"}, password=SECRET), "password is given both as an option and in user_data"),
         (dict(user_data="echo hi\n"), "user_data text must start with #cloud-config"),
     ],

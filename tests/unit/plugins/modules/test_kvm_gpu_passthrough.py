@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 """kvm_gpu_passthrough through its real main() against fake hosts (tests/fakesys.py), whose
-fake kernel enforces the kernel's binding rules. Every scenario runs the same life cycle:
+fake kernel enforces the kernel's binding rules. Every scenario of tests/fakesys.py runs the same life cycle:
 check mode (writes nothing, predicts the writes), apply, apply again (no write), check mode
 again (no change), then back to the host drivers.
 
