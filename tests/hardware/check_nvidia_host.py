@@ -247,7 +247,7 @@ def skip_reason(view, outputs):
 
 
 def main(argv=None, out=sys.stdout):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--root", default="/")
     parser.add_argument("--sysfs-root")
     parser.add_argument("--lspci", help="a saved output of lspci -D -vv -nn")
