@@ -41,7 +41,12 @@ from ansible_collections.iaas.kvm.plugins.module_utils._passthrough import (
     apply_vgpus,
     is_vgpu_hostdev,
 )
-from ansible_collections.iaas.kvm.plugins.module_utils._pci import hostdev_element, slot_of, split_pci_address
+from ansible_collections.iaas.kvm.plugins.module_utils._pci import (
+    guest_address,
+    hostdev_element,
+    slot_of,
+    split_pci_address,
+)
 from ansible_collections.iaas.kvm.plugins.module_utils._topology import apply_cells, place_devices
 
 _TARGET_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "usb": "sd", "ide": "hd"}
@@ -461,17 +466,7 @@ def _apply_gpus(root, devices, spec):
         etree.SubElement(devices, "controller", type="pci", index=str(index), model="pcie-root-port")
         for guest_function, address in enumerate(functions):
             hostdev = hostdev_element(address, managed=wanted[address]["managed"])
-            guest = etree.SubElement(
-                hostdev,
-                "address",
-                type="pci",
-                domain="0x0000",
-                bus="0x%02x" % index,
-                slot="0x00",
-                function="0x%x" % guest_function,
-            )
-            if guest_function == 0 and len(functions) > 1:
-                guest.set("multifunction", "on")
+            guest_address(hostdev, index, 0, guest_function, multifunction=guest_function == 0 and len(functions) > 1)
             devices.append(hostdev)
 
 

@@ -26,7 +26,7 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.iaas.kvm.plugins.module_utils._files import write_atomic
+from ansible_collections.iaas.kvm.plugins.module_utils._files import read_text
 from ansible_collections.iaas.kvm.plugins.module_utils._host_devices import HostDeviceError, in_use_refusal
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     call,
@@ -604,14 +604,6 @@ def read_persistent(path):
     return entries
 
 
-def read_text(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except OSError:
-        return None
-
-
 def render_persistent(entries):
     """The modprobe.d file for ``entries``, or None when no device is left.
 
@@ -688,15 +680,3 @@ def initramfs_command(root):
             if os.path.isfile(os.path.join(root, directory, tool)):
                 return argv
     return None
-
-
-def write_file(path, text):
-    """Write ``text`` to ``path`` atomically (a temporary file renamed over it); None removes it."""
-    if text is None:
-        if os.path.lexists(path):
-            os.remove(path)
-        return
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    write_atomic(path, text.encode("utf-8"), 0o644)

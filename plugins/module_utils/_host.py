@@ -21,6 +21,7 @@ import contextlib
 import os
 import re
 
+from ansible_collections.iaas.kvm.plugins.module_utils._cpus import format_cpus
 from ansible_collections.iaas.kvm.plugins.module_utils._domain import domain_facts
 from ansible_collections.iaas.kvm.plugins.module_utils._domain_life import domain_state, with_metadata
 from ansible_collections.iaas.kvm.plugins.module_utils._gpu import DISPLAY_CLASSES, HostView, gather_gpus
@@ -70,17 +71,6 @@ def drain_state(root):
 
 
 # -- CPUs, NUMA, memory ------------------------------------------------------------------
-
-
-def _cpu_list(ids):
-    """``0-3,8-11`` for [0, 1, 2, 3, 8, 9, 10, 11]."""
-    ranges = []
-    for cpu in sorted(ids):
-        if ranges and cpu == ranges[-1][1] + 1:
-            ranges[-1][1] = cpu
-        else:
-            ranges.append([cpu, cpu])
-    return ",".join(str(a) if a == b else "%d-%d" % (a, b) for a, b in ranges)
 
 
 def cpu_topology(info, caps):
@@ -163,7 +153,7 @@ def numa_nodes(conn, caps, sysfs):
             dict(
                 id=node,
                 cpus=cpus,
-                cpu_list=_cpu_list(cpus),
+                cpu_list=format_cpus(cpus),
                 memory_mib=int(memory.text) // 1024 if memory is not None and memory.text else None,
                 free_mib=int(free[index]) // (1024 * 1024) if index < len(free) else None,
                 hugepages=hugepages,

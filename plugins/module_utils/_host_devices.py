@@ -23,6 +23,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.iaas.kvm.plugins.module_utils._files import read_text, write_file
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     LibvirtModuleError,
     ModuleManager,
@@ -51,7 +52,11 @@ class Refusal(Exception):
 
 
 class HostDeviceManager(ModuleManager):
-    """A ModuleManager over sysfs: ``planned`` actions, ``writes`` and ``commands`` as done."""
+    """A ModuleManager over sysfs: ``planned`` actions, ``writes`` and ``commands`` as done, the
+    sysfs ``steps`` of the plan and the one configuration ``file`` the module keeps (or None).
+
+    A subclass implements ``plan()`` (read the host, fill ``steps``, ``file`` and ``commands``),
+    ``refuse()`` (raise Refusal before anything is written), ``apply()`` and ``result()``."""
 
     def __init__(self, module):
         super().__init__(module, None)
@@ -60,6 +65,29 @@ class HostDeviceManager(ModuleManager):
         self.planned = []
         self.writes = []
         self.commands = []
+        self.steps = []
+        self.file = None  # path, before, after (None: no file)
+
+    def run(self):
+        self.plan_all()
+        self.refuse()
+        if self.check:
+            self.predicted()
+        else:
+            self.apply()
+        return self.result()
+
+    def plan_all(self):
+        raise NotImplementedError
+
+    def refuse(self):
+        raise NotImplementedError
+
+    def apply(self):
+        raise NotImplementedError
+
+    def result(self):
+        raise NotImplementedError
 
     # -- libvirt, only when a change needs it ---------------------------------------
 
@@ -103,6 +131,30 @@ class HostDeviceManager(ModuleManager):
         if action not in self.planned:
             self.planned.append(action)
 
+    def plan_steps(self, steps):
+        self.steps.extend(steps)
+        for step in steps:
+            self.plan(step["action"])
+
+    def plan_file(self, path, after):
+        """The configuration file at ``path`` with the text ``after`` (None: no file)."""
+        self.file = dict(path=path, before=read_text(path), after=after)
+        if self.file_changed:
+            self.plan(self._file_action())
+
+    @property
+    def file_changed(self):
+        return self.file is not None and self.file["before"] != self.file["after"]
+
+    def _file_action(self):
+        return "%s %s" % ("remove" if self.file["after"] is None else "write", self.file["path"])
+
+    def apply_file(self):
+        if self.file_changed:
+            write_file(self.file["path"], self.file["after"])
+            self.writes.append(dict(path=self.file["path"], value=self.file["after"]))
+            self.did(self._file_action())
+
     def did(self, action):
         if action and action not in self.actions:
             self.act(action)
@@ -123,14 +175,28 @@ class HostDeviceManager(ModuleManager):
         command["ran"] = True
         self.did(action)
 
-    def predicted(self, writes):
+    def predicted(self):
         """Check mode: the planned actions and writes stand for what a real run does."""
         for action in self.planned:
             self.act(action)
-        self.writes = list(writes)
+        self.writes = [dict(path=s["path"], value=s["value"]) for s in self.steps]
+        if self.file_changed:
+            self.writes.append(dict(path=self.file["path"], value=self.file["after"]))
 
-    def run(self):
-        raise NotImplementedError
+    def finish(self, result, diff):
+        """``result`` with what every such module returns (and the diff in diff mode)."""
+        if self.file is not None:
+            diff.add(self.file["path"], self.file["before"], self.file["after"])
+        result.update(
+            changed=self.changed,
+            actions=self.actions,
+            writes=self.writes,
+            commands=self.commands,
+            persistent_file=self.file["path"] if self.file else None,
+        )
+        if self.module._diff:
+            result["diff"] = diff.diff()
+        return result
 
 
 def run_host_module(module, manager_class):

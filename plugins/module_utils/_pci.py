@@ -46,6 +46,23 @@ def hostdev_element(address, managed=True):
     return hostdev
 
 
+def guest_address(parent, bus, slot=0, function=0, multifunction=False):
+    """Append the guest-side ``<address type='pci'>`` (domain 0, ``bus``, ``slot``, ``function``;
+    ``multifunction='on'`` where asked) to ``parent``, a device or controller element."""
+    address = etree.SubElement(
+        parent,
+        "address",
+        type="pci",
+        domain="0x0000",
+        bus="0x%02x" % bus,
+        slot="0x%02x" % slot,
+        function="0x%x" % function,
+    )
+    if multifunction:
+        address.set("multifunction", "on")
+    return address
+
+
 _NODE_NAME_RE = re.compile(r"^pci_([0-9a-f]{4})_([0-9a-f]{2})_([0-9a-f]{2})_([0-7])$")
 
 

@@ -21,7 +21,7 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.iaas.kvm.plugins.module_utils._gpu import read_text
+from ansible_collections.iaas.kvm.plugins.module_utils._files import read_text
 
 RULES_FILE = os.path.join("etc", "udev", "rules.d", "70-iaas-kvm-sriov.rules")
 _PF_LINE_RE = re.compile(r"^# pf ([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) (\d+) (host|vfio)$")

@@ -26,35 +26,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.iaas.kvm.plugins.module_utils._cpus import format_cpus, parse_cpus
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import LibvirtModuleError, etree, hostdev_address
+from ansible_collections.iaas.kvm.plugins.module_utils._pci import guest_address
 
 EXPANDER = "pcie-expander-bus"
 ROOT_PORT = "pcie-root-port"
-
-
-# -- CPU lists --------------------------------------------------------------------------
-
-
-def parse_cpus(text):
-    """``[0, 1, 2, 5]`` for ``0-2,5``."""
-    cpus = []
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        first, _sep, last = part.strip().partition("-")
-        cpus.extend(range(int(first), int(last or first) + 1))
-    return sorted(set(cpus))
-
-
-def format_cpus(cpus):
-    """``0-2,5`` for ``[0, 1, 2, 5]``."""
-    ranges = []
-    for cpu in sorted(set(cpus)):
-        if ranges and cpu == ranges[-1][1] + 1:
-            ranges[-1][1] = cpu
-        else:
-            ranges.append([cpu, cpu])
-    return ",".join(str(a) if a == b else "%d-%d" % (a, b) for a, b in ranges)
 
 
 def _shares(total, parts):
@@ -293,26 +270,8 @@ def place_devices(devices, topology, cells_of, elements=None, ident=device_id):
         port = etree.SubElement(devices, "controller", type="pci", index=str(next_index), model=ROOT_PORT)
         if topology is not None:
             expander = expanders[wanted[ident(group[0])]]
-            etree.SubElement(
-                port,
-                "address",
-                type="pci",
-                domain="0x0000",
-                bus="0x%02x" % expander[0],
-                slot="0x%02x" % expander[1],
-                function="0x0",
-            )
+            guest_address(port, expander[0], expander[1])
             expander[1] += 1
         for function, element in enumerate(group):
-            address = etree.SubElement(
-                element,
-                "address",
-                type="pci",
-                domain="0x0000",
-                bus="0x%02x" % next_index,
-                slot="0x00",
-                function="0x%x" % function,
-            )
-            if function == 0 and len(group) > 1:
-                address.set("multifunction", "on")
+            guest_address(element, next_index, 0, function, multifunction=function == 0 and len(group) > 1)
         next_index += 1

@@ -247,7 +247,6 @@ from ansible_collections.iaas.kvm.plugins.module_utils._gpu import (
     resolve_request,
     run_steps,
     vfio_load_refusal,
-    write_file,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._host_devices import (
     HostDeviceManager,
@@ -269,24 +268,13 @@ class GpuPassthrough(HostDeviceManager):
         self.view = None
         self.requested = []
         self.targets = []
-        self.steps = []
         self.predicted_bindings = {}
-        self.file = None  # the boot-time configuration: path, before, after
 
-    def run(self):
+    def plan_all(self):
         self.validate()
         self.plan_binding()
-        self.plan_file()
+        self.plan_persistent()
         self.plan_commands()
-        self.refuse()
-        if self.check:
-            writes = [dict(path=s["path"], value=s["value"]) for s in self.steps]
-            if self.file_changed:
-                writes.append(dict(path=self.file["path"], value=self.file["after"]))
-            self.predicted(writes)
-        else:
-            self.apply()
-        return self.result()
 
     # -- plan ---------------------------------------------------------------------------
 
@@ -303,23 +291,16 @@ class GpuPassthrough(HostDeviceManager):
         self.requested, self.targets = resolve_request(
             self.view, self.params["devices"], self.params["selector"], self.state
         )
-        self.steps, self.predicted_bindings = plan_binding(self.view, self.targets, self.state)
-        for step in self.steps:
-            self.plan(step["action"])
+        steps, self.predicted_bindings = plan_binding(self.view, self.targets, self.state)
+        self.plan_steps(steps)
         if self.state == "vfio":
             self.warnings.extend(board_warnings(self.view, self.targets))
 
-    @property
-    def file_changed(self):
-        return self.file is not None and self.file["before"] != self.file["after"]
-
-    def plan_file(self):
+    def plan_persistent(self):
         if not self.params["persistent"]:
             return
-        path, before, after = plan_persistent(self.view, self.targets, self.state)
-        self.file = dict(path=path, before=before, after=after)
-        if self.file_changed:
-            self.plan("%s %s" % ("remove" if after is None else "write", path))
+        path, _before, after = plan_persistent(self.view, self.targets, self.state)
+        self.plan_file(path, after)
         if self.state != "vfio":
             return
         for address in self.targets:
@@ -377,10 +358,7 @@ class GpuPassthrough(HostDeviceManager):
             )
         if not self.file_changed:
             return
-        path, text = self.file["path"], self.file["after"]
-        write_file(path, text)
-        self.writes.append(dict(path=path, value=text))
-        self.did("%s %s" % ("remove" if text is None else "write", path))
+        self.apply_file()
         for command in self.commands:
             if command["cmd"][0] == "modprobe":
                 continue
@@ -405,11 +383,7 @@ class GpuPassthrough(HostDeviceManager):
         diff = DifferenceTracker()
         for address in self.targets:
             diff.add(address, binding_state(self.view.devices[address]), after[address])
-        if self.file is not None:
-            diff.add(self.file["path"], self.file["before"], self.file["after"])
         result = dict(
-            changed=self.changed,
-            actions=self.actions,
             devices=[
                 dict(
                     address=address,
@@ -420,14 +394,9 @@ class GpuPassthrough(HostDeviceManager):
                 )
                 for address in self.targets
             ],
-            writes=self.writes,
-            commands=self.commands,
             reboot_required=self.file_changed,
-            persistent_file=self.file["path"] if self.file else None,
         )
-        if self.module._diff:
-            result["diff"] = diff.diff()
-        return result
+        return self.finish(result, diff)
 
 
 def argument_spec():

@@ -164,10 +164,8 @@ from ansible_collections.iaas.kvm.plugins.module_utils._gpu import (
     HostView,
     binding_refusals,
     plan_binding,
-    read_text,
     run_steps,
     vfio_load_refusal,
-    write_file,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._host_devices import (
     HostDeviceManager,
@@ -198,26 +196,16 @@ class SriovManager(HostDeviceManager):
         self.view = None
         self.pf = None
         self.sriov = None
-        self.steps = []
-        self.bind_steps = []
+        self.count_steps = []  # the writes of the count (then the kernel makes the VFs)
+        self.bind_steps = []  # the writes that bind the VFs
         self.vfs = []
         self.new_vfs = {}  # devices the kernel has yet to create, as they will look
-        self.file = None
         self.drivers_before = {}
 
-    def run(self):
+    def plan_all(self):
         self.plan_count()
         self.plan_vf_driver()
-        self.plan_file()
-        self.refuse()
-        if self.check:
-            writes = [dict(path=s["path"], value=s["value"]) for s in self.steps + self.bind_steps]
-            if self.file_changed:
-                writes.append(dict(path=self.file["path"], value=self.file["after"]))
-            self.predicted(writes)
-        else:
-            self.apply()
-        return self.result()
+        self.plan_rules()
 
     # -- plan ---------------------------------------------------------------------------
 
@@ -231,11 +219,10 @@ class SriovManager(HostDeviceManager):
             raise GpuError("%s is not an SR-IOV physical function (it has no sriov_totalvfs)." % self.pf)
         self.drivers_before = {a: self.view.devices[a]["driver"] for a in self.sriov["vfs"] if a in self.view.devices}
         wanted = self.params["num_vfs"]
-        self.steps = count_steps(
+        self.count_steps = count_steps(
             self.sysfs, self.pf, self.sriov["num_vfs"], wanted, self.sriov["drivers_autoprobe"], self.vf_driver
         )
-        for step in self.steps:
-            self.plan(step["action"])
+        self.plan_steps(self.count_steps)
         if wanted == self.sriov["num_vfs"]:
             self.vfs = list(self.sriov["vfs"])
             return
@@ -257,14 +244,9 @@ class SriovManager(HostDeviceManager):
             return
         state = "vfio" if self.vf_driver == "vfio" else "host"
         self.bind_steps, _after = plan_binding(self.view, self.vfs, state, devices=self.new_vfs or None)
-        for step in self.bind_steps:
-            self.plan(step["action"])
+        self.plan_steps(self.bind_steps)
 
-    @property
-    def file_changed(self):
-        return self.file is not None and self.file["before"] != self.file["after"]
-
-    def plan_file(self):
+    def plan_rules(self):
         if not self.params["persistent"]:
             return
         path = rules_path(self.root)
@@ -273,9 +255,7 @@ class SriovManager(HostDeviceManager):
             entries[self.pf] = (self.params["num_vfs"], self.vf_driver)
         else:
             entries.pop(self.pf, None)
-        self.file = dict(path=path, before=read_text(path), after=render_rules(entries, self._vf_addresses))
-        if self.file_changed:
-            self.plan("%s %s" % ("remove" if self.file["after"] is None else "write", path))
+        self.plan_file(path, render_rules(entries, self._vf_addresses))
 
     # -- refuse -------------------------------------------------------------------------
 
@@ -286,7 +266,7 @@ class SriovManager(HostDeviceManager):
             refusals.append(
                 "Refusing to set %d VFs on %s: it offers at most %d (sriov_totalvfs)." % (wanted, self.pf, total)
             )
-        if self.steps and self.view.devices[self.pf]["driver"] is None:
+        if self.count_steps and self.view.devices[self.pf]["driver"] is None:
             refusals.append(
                 "Refusing to change the VFs of %s: no driver is bound to it, and the kernel changes VFs only "
                 "through the driver of the physical function; bind its host driver first." % self.pf
@@ -300,7 +280,7 @@ class SriovManager(HostDeviceManager):
         if refusals:
             raise Refusal(refusals)
         # Asked only once the request itself is sound: libvirt is needed only for a change.
-        removed = self.sriov["vfs"] if self.steps else []
+        removed = self.sriov["vfs"] if self.count_steps else []
         rebound = sorted({s["address"] for s in self.bind_steps if s["address"] not in self.new_vfs})
         refusals.extend(self.users_refusals(removed, "remove the VF"))
         refusals.extend(self.users_refusals([a for a in rebound if a not in removed], "change the driver of"))
@@ -323,7 +303,7 @@ class SriovManager(HostDeviceManager):
     # -- apply --------------------------------------------------------------------------
 
     def apply(self):
-        for step in self.steps:
+        for step in self.count_steps:
             self.write(step["path"], step["value"], step["action"])
             if step["wait"] is not None:
                 count = step["wait"]
@@ -335,7 +315,7 @@ class SriovManager(HostDeviceManager):
                         % (self.pf, found, count, count)
                     ),
                 )
-        if self.steps:
+        if self.count_steps:
             # The VFs exist now: bind them as they really are.
             self.view = HostView(self.sysfs, self.root)
             self.vfs = self.sysfs.virtual_functions(self.pf)
@@ -344,10 +324,7 @@ class SriovManager(HostDeviceManager):
             if self.vf_driver == "vfio":
                 self.bind_steps, _after = plan_binding(self.view, self.vfs, "vfio")
         run_steps(self.sysfs, self.bind_steps, self.write)
-        if self.file_changed:
-            write_file(self.file["path"], self.file["after"])
-            self.writes.append(dict(path=self.file["path"], value=self.file["after"]))
-            self.did("%s %s" % ("remove" if self.file["after"] is None else "write", self.file["path"]))
+        self.apply_file()
 
     # -- result -------------------------------------------------------------------------
 
@@ -369,21 +346,7 @@ class SriovManager(HostDeviceManager):
         diff.add("num_vfs", self.sriov["num_vfs"], num_vfs)
         before_vfs = [dict(address=a, driver=self.drivers_before.get(a)) for a in self.sriov["vfs"]]
         diff.add("vfs", before_vfs, vfs)
-        if self.file is not None:
-            diff.add(self.file["path"], self.file["before"], self.file["after"])
-        result = dict(
-            changed=self.changed,
-            actions=self.actions,
-            device=self.pf,
-            num_vfs=num_vfs,
-            vfs=vfs,
-            writes=self.writes,
-            commands=self.commands,
-            persistent_file=self.file["path"] if self.file else None,
-        )
-        if self.module._diff:
-            result["diff"] = diff.diff()
-        return result
+        return self.finish(dict(device=self.pf, num_vfs=num_vfs, vfs=vfs), diff)
 
 
 def argument_spec():

@@ -192,7 +192,7 @@ import uuid as uuid_lib
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.iaas.kvm.plugins.module_utils._diff import DifferenceTracker
-from ansible_collections.iaas.kvm.plugins.module_utils._gpu import GpuError, HostView, read_text, write_file
+from ansible_collections.iaas.kvm.plugins.module_utils._gpu import GpuError, HostView
 from ansible_collections.iaas.kvm.plugins.module_utils._host_devices import (
     HostDeviceManager,
     Refusal,
@@ -232,27 +232,16 @@ class VgpuManager(HostDeviceManager):
         self.uuid = None
         self.vf = None
         self.vgpus = {}
-        self.steps = []
         self.reasons = []
-        self.file = None
         self.exists_after = False
 
-    def run(self):
+    def plan_all(self):
         self.resolve()
         if self.kind == "mdev":
             self.plan_mdev()
-            self.plan_file()
+            self.plan_mdevctl()
         else:
             self.plan_vf()
-        self.refuse()
-        if self.check:
-            writes = [dict(path=s["path"], value=s["value"]) for s in self.steps]
-            if self.file_changed:
-                writes.append(dict(path=self.file["path"], value=self.file["after"]))
-            self.predicted(writes)
-        else:
-            self.apply()
-        return self.result()
 
     # -- plan ---------------------------------------------------------------------------
 
@@ -375,8 +364,7 @@ class VgpuManager(HostDeviceManager):
             )
 
     def add_step(self, step):
-        self.steps.append(step)
-        self.plan(step["action"])
+        self.plan_steps([step])
 
     def _type_step(self, vf, value, action):
         self.add_step(dict(path=self.sysfs.vgpu_type_path(vf), value=value, wait=value, action=action))
@@ -406,11 +394,7 @@ class VgpuManager(HostDeviceManager):
                 return vf
         return None
 
-    @property
-    def file_changed(self):
-        return self.file is not None and self.file["before"] != self.file["after"]
-
-    def plan_file(self):
+    def plan_mdevctl(self):
         if not self.params["persistent"]:
             return
         if not mdevctl_installed(self.root):
@@ -423,9 +407,7 @@ class VgpuManager(HostDeviceManager):
         parent = self.parent if self.state == "present" else self._mdev_parent()
         path = mdevctl_path(self.root, parent, self.uuid)
         after = render_mdevctl(self.type_id) if self.state == "present" else None
-        self.file = dict(path=path, before=read_text(path), after=after)
-        if self.file_changed:
-            self.plan("%s %s" % ("remove" if after is None else "write", path))
+        self.plan_file(path, after)
 
     def _mdev_parent(self):
         existing = self.sysfs.mdev_devices().get(self.uuid)
@@ -454,10 +436,7 @@ class VgpuManager(HostDeviceManager):
         for step in self.steps:
             self.write(step["path"], step["value"], step["action"])
             self._wait(step)
-        if self.file_changed:
-            write_file(self.file["path"], self.file["after"])
-            self.writes.append(dict(path=self.file["path"], value=self.file["after"]))
-            self.did("%s %s" % ("remove" if self.file["after"] is None else "write", self.file["path"]))
+        self.apply_file()
 
     def _wait(self, step):
         if self.kind == "mdev":
@@ -501,19 +480,7 @@ class VgpuManager(HostDeviceManager):
             before,
             {k: vgpu[k] for k in ("kind", "type", "uuid", "address")} if vgpu else None,
         )
-        if self.file is not None:
-            diff.add(self.file["path"], self.file["before"], self.file["after"])
-        result = dict(
-            changed=self.changed,
-            actions=self.actions,
-            vgpu=vgpu,
-            writes=self.writes,
-            commands=self.commands,
-            persistent_file=self.file["path"] if self.file else None,
-        )
-        if self.module._diff:
-            result["diff"] = diff.diff()
-        return result
+        return self.finish(dict(vgpu=vgpu), diff)
 
 
 def argument_spec():

@@ -27,6 +27,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "collections"))
 
+from ansible_collections.iaas.kvm.plugins.module_utils._cpus import format_cpus, parse_cpus  # noqa: E402
 from ansible_collections.iaas.kvm.plugins.module_utils._gpu import (  # noqa: E402
     HostView,
     board_facts,
@@ -34,7 +35,6 @@ from ansible_collections.iaas.kvm.plugins.module_utils._gpu import (  # noqa: E4
     nvswitch_facts,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._sysfs import Sysfs  # noqa: E402
-from ansible_collections.iaas.kvm.plugins.module_utils._topology import format_cpus, parse_cpus  # noqa: E402
 
 SKIP = 77
 NVIDIA = "10de"

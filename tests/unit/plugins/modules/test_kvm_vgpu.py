@@ -17,6 +17,7 @@ import uuid
 import pytest
 
 from ansible_collections.iaas.kvm.plugins.module_utils._vgpu import VGPU_NAMESPACE
+from tests.unit.plugins.modules import hostdev_checks
 from tests.unit.plugins.modules.testdriver import TEST_URI, emptied_test_driver
 
 MODULE = "kvm_vgpu"
@@ -61,15 +62,7 @@ def cycle(run_module, host, **args):
 
 
 def refused(run_module, host, pattern, actions, **args):
-    before = host.snapshot()
-    for check_mode in (True, False):
-        result = run(run_module, host, check_mode=check_mode, fails=True, **args)
-        assert result.failed, "the request was expected to be refused"
-        assert re.search(pattern, result["msg"]), result["msg"]
-        assert result.changed is False and result["actions"] == actions and result["writes"] == []
-        assert host.snapshot() == before, "a refused request changed the host"
-    assert host.violations == []
-    return result
+    return hostdev_checks.refused(run, run_module, host, pattern, actions, **args)
 
 
 def domain(conn, name, hostdev, running=False):
