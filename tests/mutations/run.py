@@ -148,12 +148,13 @@ MUTATIONS = [
     ),
     # -- GPUs, SR-IOV, vGPU and the guest topology -------------------------------------------
     Mutation(
-        "gpu-refusal-binds-first",
-        "plugins/modules/kvm_gpu_passthrough.py",
-        "        self.plan_commands()\n        self.refuse()\n        if self.check:",
-        "        self.plan_commands()\n        if not self.check:\n            self.apply()\n        self.refuse()\n"
-        "        if self.check:",
-        [UNIT + "test_kvm_gpu_passthrough.py"],
+        "host-device-refusal-applies-first",
+        "plugins/module_utils/_host_devices.py",
+        "        self.plan_all()\n        self.refuse()\n        if self.check:\n            self.predicted()\n"
+        "        else:\n            self.apply()\n",
+        "        self.plan_all()\n        if not self.check:\n            self.apply()\n        self.refuse()\n"
+        "        if self.check:\n            self.predicted()\n",
+        [UNIT + "test_kvm_gpu_passthrough.py", "-k", "refused or guest or unreachable"],
     ),
     Mutation(
         "gpu-failure-halfway-says-unchanged",
