@@ -67,6 +67,12 @@ class Run:
         """Seconds from the start until the first line containing marker (None if absent)."""
         return next((t for t, line in self.lines if marker in line), None)
 
+    def task_times(self, after=0.0):
+        """(seconds, task) of each Ansible task that started after the given time, slowest first."""
+        starts = [(t, line) for t, line in self.lines if t >= after and line.startswith(("TASK [", "PLAY RECAP"))]
+        spans = [(end[0] - start[0], start[1].rstrip(" *")) for start, end in zip(starts, starts[1:])]
+        return sorted(spans, reverse=True)
+
     def recap(self):
         found = RECAP.findall(self.text)
         assert len(found) == 1, "expected one play recap for %s in:\n%s" % (NODE, self.text[-3000:])
@@ -103,6 +109,8 @@ def lab_env(tmp_path, **extra):
         IAAS_KVM_DEVNODE_PREFIX=PREFIX,
         IAAS_KVM_DEVNODE_SUBNET=SUBNET,
         VAGRANT_DOTFILE_PATH=str(tmp_path / "vagrant"),
+        # ansible-playbook (started by Vagrant) then prints each line at once, so tasks can be timed.
+        PYTHONUNBUFFERED="1",
     )
     env.update(extra)
     return env
@@ -118,6 +126,14 @@ def owned_objects(conn):
             "volume %s/%s" % (pool.name(), v.name()) for v in pool.listAllVolumes(0) if v.name().startswith(OWNED)
         ]
     return sorted(found)
+
+
+def print_slowest(title, run_result, after=0.0, count=6):
+    spans = run_result.task_times(after)
+    total = sum(secs for secs, _ in spans)
+    print("[devnode] %s: %d tasks in %.1f s, the slowest:" % (title, len(spans), total))
+    for secs, task in spans[:count]:
+        print("    %6.1f s  %s" % (secs, task))
 
 
 class Steps:
@@ -176,8 +192,14 @@ def test_dev_node_up_provision_twice_and_destroy(node_env, conn, tmp_path):
     assert up.rc == 0, up.text[-3000:]
     provision_start = up.seconds_at("Running provisioner: ansible")
     assert provision_start is not None, "vagrant up ran no Ansible provisioner:\n" + up.text[-3000:]
-    steps.add("up: box upload and boot until SSH answers", provision_start)
+    booting = up.seconds_at("Starting domain.")
+    addressed = up.seconds_at("Waiting for machine to boot.")
+    assert booting is not None and addressed is not None, up.text[-3000:]
+    steps.add("up: box upload and domain definition", booting)
+    steps.add("up: boot until DHCP lease", addressed - booting)
+    steps.add("up: lease until SSH answers, hostname", provision_start - addressed)
     steps.add("up: first provision (playbooks/site.yml)", up.seconds - provision_start)
+    print_slowest("first provision", up, after=provision_start)
     first = up.recap()
     print("[devnode] first provision recap: %s" % first)
     assert first["failed"] == 0 and first["unreachable"] == 0
@@ -193,6 +215,7 @@ def test_dev_node_up_provision_twice_and_destroy(node_env, conn, tmp_path):
     second_run = run([DEVNODE, "provision"], node_env)
     assert second_run.rc == 0, second_run.text[-3000:]
     steps.add("second provision", second_run.seconds)
+    print_slowest("second provision", second_run)
     second = second_run.recap()
     print("[devnode] second provision recap: %s" % second)
     assert second["failed"] == 0 and second["unreachable"] == 0
