@@ -148,7 +148,9 @@ class Steps:
 
     def table(self):
         width = max(len(name) for name, _ in self.rows)
-        out = ["", "[devnode] step times"]
+        # Guests run under software emulation: the figures scale with what else runs here.
+        load = ", ".join("%.1f" % x for x in os.getloadavg())
+        out = ["", "[devnode] step times (load average now %s on %d CPUs)" % (load, os.cpu_count())]
         out += [f"  {name:<{width}} {secs:7.1f} s" for name, secs in self.rows]
         total = sum(secs for _, secs in self.rows)
         out.append(f"  {'total':<{width}} {total:7.1f} s")
