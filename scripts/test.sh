@@ -4,7 +4,7 @@
 #   sudo scripts/test.sh            all stages
 #   sudo scripts/test.sh unit lint  only these stages (setup always runs unless IAAS_KVM_SKIP_SETUP=1)
 #
-# Stages: lint, build, sanity, unit, integration, roles, molecule, benchmarks.
+# Stages: lint, build, sanity, unit, integration, roles, molecule, vagrant, benchmarks.
 # The lab stages fail (never skip) when the lab cannot start. Every stage runs;
 # the script exits non-zero when any failed, and prints how long each took.
 set -uo pipefail
@@ -15,7 +15,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 require_root
 cd "$repo" || exit 1
 
-all_stages=(lint build sanity unit integration roles molecule benchmarks)
+all_stages=(lint build sanity unit integration roles molecule vagrant benchmarks)
 if [ "$#" -gt 0 ]; then stages=("$@"); else stages=("${all_stages[@]}"); fi
 for s in "${stages[@]}"; do
   case " ${all_stages[*]} " in *" $s "*) ;; *) echo "unknown stage '$s' (stages: ${all_stages[*]})" >&2; exit 2 ;; esac
@@ -73,7 +73,9 @@ stage_build() {
     ansible-doc -t "$kind" "iaas.kvm.$plugin" >/dev/null || { echo "ansible-doc failed: $kind $plugin"; rc=1; }
   done
   if [ -f Vagrantfile ]; then
+    # Both profiles: the public box (on your own machine) and the lab's.
     (cd "$repo" && VAGRANT_DEFAULT_PROVIDER=libvirt vagrant validate) || rc=1
+    (cd "$repo" && VAGRANT_DEFAULT_PROVIDER=libvirt IAAS_KVM_DEVNODE=lab vagrant validate) || rc=1
   fi
   return $rc
 }
@@ -122,6 +124,14 @@ stage_molecule() {
   mkdir -p "$work/collections/ansible_collections/iaas"
   ln -sfn "$repo" "$work/collections/ansible_collections/iaas/kvm"
   (cd extensions && ANSIBLE_COLLECTIONS_PATH="$work/collections" molecule test --all)
+}
+
+stage_vagrant() {
+  # The dev node: the box (built once, cached by its recipe), vagrant up with the
+  # Ansible provisioner, a second provision that changes nothing, checks over
+  # vagrant ssh and ssh-config, destroy; each step prints its time.
+  "$repo/scripts/lab.sh" status || { echo "the lab's libvirtd is not running inside its namespace"; return 1; }
+  pytest -q -s tests/vagrant
 }
 
 stage_benchmarks() {
