@@ -180,9 +180,29 @@ class Host:
         reserve = options["memory_reserve"]
         ratio = options["memory_ratio"]
         self.domains = {d["name"]: d for d in domains}
-        pool_mib = 0
-        nodes = facts.get("numa_nodes") or []
+        pool_mib = self._read_nodes(facts.get("numa_nodes") or [], total, options)
+        self.memory_capacity = (total - reserve - pool_mib) * ratio
+        self.memory = self.memory_capacity
+        self.vcpu_capacity = cpus * options["vcpu_ratio"]
+        self.vcpus = self.vcpu_capacity
+        self.pages = {}
+        for node in self.nodes.values():
+            for size, free in node.pages.items():
+                self.pages[size] = self.pages.get(size, 0) + free
+        for domain in domains:
+            self._count_domain(domain)
+        self.free_gpus = []  # [(node id or None, address, model)], sorted
+        for gpu in sorted(_facts_value(facts, name, "gpus"), key=lambda g: g["address"]):
+            if gpu.get("free"):
+                model = gpu.get("model") or "%s:%s" % (gpu.get("vendor_id"), gpu.get("device_id"))
+                self.free_gpus.append((gpu.get("numa_node"), gpu["address"], model.lower()))
+        self.placed = 0
+
+    def _read_nodes(self, nodes, total, options):
+        """The NUMA nodes with their memory above the reserve (a share of it each) and
+        their huge pages; returns the MiB held by huge page pools."""
         self.nodes = {}
+        pool_mib = 0
         node_total = sum(n.get("memory_mib") or 0 for n in nodes) or total
         for node in nodes:
             pages = {}
@@ -194,38 +214,28 @@ class Host:
             share = (node.get("memory_mib") or 0) / node_total
             self.nodes[node["id"]] = Node(
                 node["id"],
-                ((node.get("memory_mib") or 0) - reserve * share - node_pool) * ratio,
+                ((node.get("memory_mib") or 0) - options["memory_reserve"] * share - node_pool)
+                * options["memory_ratio"],
                 len(node.get("cpus") or []) * options["vcpu_ratio"],
                 pages,
             )
-        self.memory_capacity = (total - reserve - pool_mib) * ratio
-        self.memory = self.memory_capacity
-        self.vcpu_capacity = cpus * options["vcpu_ratio"]
-        self.vcpus = self.vcpu_capacity
-        self.pages = {}
-        for node in self.nodes.values():
-            for size, free in node.pages.items():
-                self.pages[size] = self.pages.get(size, 0) + free
+        return pool_mib
+
+    def _count_domain(self, domain):
+        """Take what a defined VM holds (at its ceilings) from the host and its node."""
         small = min(self.pages) if self.pages else DEFAULT_HUGEPAGE_KIB
-        for domain in domains:
-            self.vcpus -= domain.get("vcpus_max") or domain.get("vcpus") or 0
-            memory = domain.get("memory_max_mib") or domain.get("memory_mib") or 0
-            node = self.nodes.get(domain.get("numa_node"))
+        self.vcpus -= domain.get("vcpus_max") or domain.get("vcpus") or 0
+        memory = domain.get("memory_max_mib") or domain.get("memory_mib") or 0
+        node = self.nodes.get(domain.get("numa_node"))
+        if node is not None:
+            node.cpus -= domain.get("vcpus_max") or domain.get("vcpus") or 0
+        if domain.get("hugepages"):
+            if not domain.get("running"):  # its pages are still free until it starts
+                self._take_pages(node, small, memory)
+        else:
+            self.memory -= memory
             if node is not None:
-                node.cpus -= domain.get("vcpus_max") or domain.get("vcpus") or 0
-            if domain.get("hugepages"):
-                if not domain.get("running"):  # its pages are still free until it starts
-                    self._take_pages(node, small, memory)
-            else:
-                self.memory -= memory
-                if node is not None:
-                    node.memory -= memory
-        self.free_gpus = []  # [(node id or None, address, model)], sorted
-        for gpu in sorted(_facts_value(facts, name, "gpus"), key=lambda g: g["address"]):
-            if gpu.get("free"):
-                model = gpu.get("model") or "%s:%s" % (gpu.get("vendor_id"), gpu.get("device_id"))
-                self.free_gpus.append((gpu.get("numa_node"), gpu["address"], model.lower()))
-        self.placed = 0
+                node.memory -= memory
 
     def _take_pages(self, node, size, memory):
         pages = -(-memory * 1024 // size)
@@ -355,6 +365,58 @@ def _existing(name, hosts):
     return (running or found)[0]
 
 
+def _note_group(request, host_name, groups):
+    if request.anti_affinity:
+        groups.setdefault(request.anti_affinity, {}).setdefault(host_name, []).append(request.name)
+
+
+def _keep_existing(request, state, groups, result):
+    """An existing VM stays where it is (sticky): True when ``request`` names one."""
+    host = _existing(request.name, state)
+    if host is None:
+        return False
+    domain = state[host].domains[request.name]
+    result[request.name] = dict(
+        host=host,
+        gpus=sorted(g["address"] for g in domain.get("gpus") or []),
+        numa_node=domain.get("numa_node"),
+        existing=True,
+    )
+    _note_group(request, host, groups)
+    return True
+
+
+def _place_one(request, state, groups, result, strategy):
+    """Place ``request`` on the best host that fits it; return None, or why it fits nowhere."""
+    if request.pinned is not None and request.pinned not in state:
+        return "%s: no facts for this hypervisor (there are facts for %s)" % (
+            request.pinned,
+            ", ".join(sorted(state)) or "none",
+        )
+    candidates = [state[request.pinned]] if request.pinned is not None else list(state.values())
+    best = None
+    for host in candidates:
+        if not host.fits(request, groups):
+            continue
+        node, gpus = host.numa_choice(request) if request.gpus else (None, [])
+        score = host.score(request, strategy, node is not None or not request.gpus)
+        if best is None or score < best[0]:
+            best = (score, host, node, gpus)
+    if best is None:
+        reason = "; ".join("%s: %s" % (h.name, ", ".join(h.reasons(request, groups))) for h in candidates)
+        return reason or "there is no hypervisor"
+    _score, host, node, gpus = best
+    host.take(request, node, gpus)
+    result[request.name] = dict(
+        host=host.name,
+        gpus=[g[1] for g in gpus],
+        numa_node=node.id if node is not None else None,
+        existing=False,
+    )
+    _note_group(request, host.name, groups)
+    return None
+
+
 def place_vms(
     requests, hosts, strategy="spread", memory_reserve="2GiB", memory_ratio=1.0, vcpu_ratio=4.0, fail_unplaced=True
 ):
@@ -375,55 +437,13 @@ def place_vms(
     state = {name: Host(name, hosts[name], options) for name in sorted(hosts, key=str)}
     groups = {}  # anti-affinity group -> {host: [VMs]}
     result = {}
-    pending = []
-    for request in parsed:
-        host = _existing(request.name, state)
-        if host is None:
-            pending.append(request)
-            continue
-        domain = state[host].domains[request.name]
-        result[request.name] = dict(
-            host=host,
-            gpus=sorted(g["address"] for g in domain.get("gpus") or []),
-            numa_node=domain.get("numa_node"),
-            existing=True,
-        )
-        if request.anti_affinity:
-            groups.setdefault(request.anti_affinity, {}).setdefault(host, []).append(request.name)
+    pending = [r for r in parsed if not _keep_existing(r, state, groups, result)]
     failures = []
     for request in sorted(pending, key=Request.order):
-        candidates = [state[request.pinned]] if request.pinned in state else list(state.values())
-        if request.pinned is not None and request.pinned not in state:
-            reason = "%s: no facts for this hypervisor (there are facts for %s)" % (
-                request.pinned,
-                ", ".join(sorted(state)) or "none",
-            )
+        reason = _place_one(request, state, groups, result, strategy)
+        if reason is not None:
             failures.append((request, reason))
             result[request.name] = dict(host=None, gpus=[], numa_node=None, existing=False, reason=reason)
-            continue
-        best = None
-        for host in candidates:
-            if not host.fits(request, groups):
-                continue
-            node, gpus = host.numa_choice(request) if request.gpus else (None, [])
-            score = host.score(request, strategy, node is not None or not request.gpus)
-            if best is None or score < best[0]:
-                best = (score, host, node, gpus)
-        if best is None:
-            reason = "; ".join("%s: %s" % (h.name, ", ".join(h.reasons(request, groups))) for h in candidates)
-            failures.append((request, reason or "there is no hypervisor"))
-            result[request.name] = dict(host=None, gpus=[], numa_node=None, existing=False, reason=reason)
-            continue
-        _score, host, node, gpus = best
-        host.take(request, node, gpus)
-        result[request.name] = dict(
-            host=host.name,
-            gpus=[g[1] for g in gpus],
-            numa_node=node.id if node is not None else None,
-            existing=False,
-        )
-        if request.anti_affinity:
-            groups.setdefault(request.anti_affinity, {}).setdefault(host.name, []).append(request.name)
     if failures and fail_unplaced:
         raise PlacementError(
             " ".join(

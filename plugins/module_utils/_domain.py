@@ -378,6 +378,13 @@ def normalise_spec(params):
     against the hypervisor.
     """
     spec = {}
+    _normalise_settings(params, spec)
+    _normalise_resources(params, spec)
+    _normalise_devices(params, spec)
+    return spec
+
+
+def _normalise_settings(params, spec):
     for key in ("domain_type", "machine", "cpu_mode", "firmware", "graphics", "console_log"):
         if params.get(key) is not None:
             spec[key] = params[key]
@@ -386,6 +393,10 @@ def normalise_spec(params):
             spec[key] = bool(params[key])
     if "console_log" in spec and not os.path.isabs(spec["console_log"]):
         raise LibvirtModuleError("console_log must be an absolute path, got %r." % spec["console_log"])
+
+
+def _normalise_resources(params, spec):
+    """vCPUs and memory with their ceilings, the NUMA node and the MMIO window."""
     for key in ("vcpus", "vcpus_max"):
         if params.get(key) is not None:
             if params[key] < 1:
@@ -405,6 +416,10 @@ def normalise_spec(params):
             if params[key] < 0 or (key == "mmio64_mb" and params[key] == 0):
                 raise LibvirtModuleError("%s must be a positive number, got %d." % (key, params[key]))
             spec[key] = params[key]
+
+
+def _normalise_devices(params, spec):
+    """Disks, the seed, interfaces and GPUs, each listed once."""
     if params.get("disks") is not None:
         spec["disks"] = [normalise_disk(d, i) for i, d in enumerate(params["disks"])]
         keys = [(d["path"], d["pool"], d["volume"]) for d in spec["disks"]]
@@ -427,7 +442,6 @@ def normalise_spec(params):
             if address not in gpus:
                 gpus.append(address)
         spec["gpus"] = gpus
-    return spec
 
 
 # ---------------------------------------------------------------------------

@@ -324,31 +324,10 @@ def _apply_disks(root, devices, spec):
         return
     existing = devices.findall("disk")
     seed_el = next((d for d in existing if is_seed_disk(d)), None)
-    regular = [d for d in existing if d is not seed_el]
     if "disks" in spec:
-        keep = []
-        for want in spec["disks"]:
-            match = next((d for d in regular if d not in keep and same_source(disk_facts(d), want)), None)
-            if match is not None:
-                keep.append(match)
-        for disk in regular:
-            if disk not in keep:
-                devices.remove(disk)
-        used = {t.get("dev") for t in devices.findall("disk/target")}
-        for want, disk in _pair(spec["disks"], keep):
-            if disk is None:
-                devices.append(_new_disk(want, used))
-            else:
-                _update_disk(disk, want, used)
+        _apply_regular_disks(devices, [d for d in existing if d is not seed_el], spec["disks"])
     if "cloudinit_seed" in spec:
-        want = dict(spec["cloudinit_seed"], device="cdrom", bus=None)
-        used = {t.get("dev") for t in devices.findall("disk/target")}
-        if seed_el is not None and not same_source(disk_facts(seed_el), want):
-            used.discard(disk_facts(seed_el)["target"])
-            devices.remove(seed_el)
-            seed_el = None
-        if seed_el is None:
-            devices.append(_new_disk(want, used, alias=SEED_ALIAS))
+        _apply_seed_disk(devices, seed_el, spec["cloudinit_seed"])
     # Per-device boot order and <os><boot dev=…> exclude each other.
     if root.find("./devices/disk/boot") is not None:
         for boot in root.findall("./os/boot"):
@@ -357,6 +336,36 @@ def _apply_disks(root, devices, spec):
     # with the cloud kernels, which lack the LSI driver that libvirt picks otherwise.
     if root.find("./devices/disk/target[@bus='scsi']") is not None and devices.find("controller[@type='scsi']") is None:
         etree.SubElement(devices, "controller", type="scsi", index="0", model="virtio-scsi")
+
+
+def _apply_regular_disks(devices, regular, wanted):
+    """Keep the disks whose source is wanted (updated), remove the others, add the new ones."""
+    keep = []
+    for want in wanted:
+        match = next((d for d in regular if d not in keep and same_source(disk_facts(d), want)), None)
+        if match is not None:
+            keep.append(match)
+    for disk in regular:
+        if disk not in keep:
+            devices.remove(disk)
+    used = {t.get("dev") for t in devices.findall("disk/target")}
+    for want, disk in _pair(wanted, keep):
+        if disk is None:
+            devices.append(_new_disk(want, used))
+        else:
+            _update_disk(disk, want, used)
+
+
+def _apply_seed_disk(devices, seed_el, seed):
+    """The seed as a cdrom, replaced when its source changed."""
+    want = dict(seed, device="cdrom", bus=None)
+    used = {t.get("dev") for t in devices.findall("disk/target")}
+    if seed_el is not None and not same_source(disk_facts(seed_el), want):
+        used.discard(disk_facts(seed_el)["target"])
+        devices.remove(seed_el)
+        seed_el = None
+    if seed_el is None:
+        devices.append(_new_disk(want, used, alias=SEED_ALIAS))
 
 
 def _pair(wanted, kept):
