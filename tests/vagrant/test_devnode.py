@@ -61,7 +61,7 @@ class Run:
 
     @property
     def text(self):
-        return "\n".join(line for _, line in self.lines)
+        return "\n".join(line for _at, line in self.lines)
 
     def seconds_at(self, marker):
         """Seconds from the start until the first line containing marker (None if absent)."""
@@ -130,7 +130,7 @@ def owned_objects(conn):
 
 def print_slowest(title, run_result, after=0.0, count=6):
     spans = run_result.task_times(after)
-    total = sum(secs for secs, _ in spans)
+    total = sum(secs for secs, _name in spans)
     print("[devnode] %s: %d tasks in %.1f s, the slowest:" % (title, len(spans), total))
     for secs, task in spans[:count]:
         print("    %6.1f s  %s" % (secs, task))
@@ -147,12 +147,12 @@ class Steps:
         print("[devnode] %s: %.1f s" % (name, seconds), flush=True)
 
     def table(self):
-        width = max(len(name) for name, _ in self.rows)
+        width = max(len(name) for name, _secs in self.rows)
         # Guests run under software emulation: the figures scale with what else runs here.
         load = ", ".join("%.1f" % x for x in os.getloadavg())
         out = ["", "[devnode] step times (load average now %s on %d CPUs)" % (load, os.cpu_count())]
         out += [f"  {name:<{width}} {secs:7.1f} s" for name, secs in self.rows]
-        total = sum(secs for _, secs in self.rows)
+        total = sum(secs for _name, secs in self.rows)
         out.append(f"  {'total':<{width}} {total:7.1f} s")
         print("\n".join(out), flush=True)
 
