@@ -44,11 +44,24 @@ def _module_object(module):
     return module
 
 
-def run_module(module, args, check_mode=False, diff=False):
+def check_outcome(name, result, fails):
+    """Fail the test when the module failed and ``fails`` is false, or did not
+    fail although ``fails`` is true: a test that expects a failure says so, and
+    no other test can pass on an error (a failure also reports ``changed: false``)."""
+    if result.get("failed") and not fails:
+        raise AssertionError("%s failed unexpectedly: %s" % (name, result.get("msg")))
+    if fails and not result.get("failed"):
+        raise AssertionError("%s was expected to fail, but it succeeded: %r" % (name, dict(result)))
+    return result
+
+
+def run_module(module, args, check_mode=False, diff=False, fails=False):
     """Run a module's ``main()`` in-process with ``args`` and return what it printed.
 
     This is the real module code path (AnsibleModule argument parsing, check
-    mode, diff mode, exit_json/fail_json); only the transport is skipped.
+    mode, diff mode, exit_json/fail_json); only the transport is skipped. The
+    test fails when the module fails, unless ``fails=True`` says that a failure
+    is expected (and then it fails when the module succeeds).
     """
     from ansible.module_utils.testing import patch_module_args
 
@@ -70,7 +83,7 @@ def run_module(module, args, check_mode=False, diff=False):
     result = ModuleResult(json.loads(text[text.index("{") :]))
     if code not in (0, 1, None):
         raise AssertionError("module exited with %r: %s" % (code, text))
-    return result
+    return check_outcome(module.__name__.rpartition(".")[2], result, fails)
 
 
 @pytest.fixture(name="run_module")

@@ -11,8 +11,10 @@ __metaclass__ = type
 import time
 
 from ansible_collections.iaas.kvm.plugins.module_utils._domain import agent_connected, domain_facts, state_name
+from ansible_collections.iaas.kvm.plugins.module_utils._domain_meta import read_metadata
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     LibvirtModuleError,
+    call,
     error_code,
     error_message,
     libvirt,
@@ -20,6 +22,13 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
 )
 
 POLL_INTERVAL = 0.25
+
+# A guest in one of these states cannot see the ACPI power button: only a forced stop ends it.
+FORCED_STOP_STATES = ("paused", "pmsuspended", "crashed")
+
+
+class ShutdownTimeout(LibvirtModuleError):
+    """The guest was asked to shut down and did not within the timeout."""
 
 
 def domain_state(dom):
@@ -38,17 +47,10 @@ def shutoff_reason(reason):
     }.get(reason, "was stopped")
 
 
-def _call(what, dom, function, *args):
-    try:
-        return function(*args)
-    except libvirt.libvirtError as exc:
-        raise LibvirtModuleError("Cannot %s the VM %s: %s" % (what, dom.name(), error_message(exc))) from exc
-
-
 def start(dom, paused=False):
     """Start ``dom``; ``paused`` starts it with its vCPUs stopped."""
     if not paused:
-        _call("start", dom, dom.createWithFlags, 0)
+        call("start the VM %s" % dom.name(), dom.createWithFlags, 0)
         return
     try:
         dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
@@ -56,12 +58,12 @@ def start(dom, paused=False):
         if error_code(exc) != libvirt.VIR_ERR_INVALID_ARG or dom.isActive():
             raise LibvirtModuleError("Cannot start the VM %s: %s" % (dom.name(), error_message(exc))) from exc
         # A driver without paused starts (libvirt's test driver): start, then pause.
-        _call("start", dom, dom.createWithFlags, 0)
-        _call("pause", dom, dom.suspend)
+        call("start the VM %s" % dom.name(), dom.createWithFlags, 0)
+        call("pause the VM %s" % dom.name(), dom.suspend)
 
 
 def destroy(dom):
-    _call("power off", dom, dom.destroy)
+    call("power off the VM %s" % dom.name(), dom.destroy)
 
 
 def wait_until_off(dom, timeout):
@@ -90,8 +92,7 @@ def stop(dom, timeout, force):
     if not dom.isActive():
         return None
     state, _reason = domain_state(dom)
-    if state in ("paused", "pmsuspended", "crashed"):
-        # A paused guest cannot see the power button; only a forced stop ends it.
+    if state in FORCED_STOP_STATES:
         if not force:
             raise LibvirtModuleError(
                 "The VM %s is %s and cannot shut down gracefully; set force_stop: true to power it off."
@@ -108,7 +109,7 @@ def stop(dom, timeout, force):
         if wait_until_off(dom, timeout):
             return "shut down"
     if not force:
-        raise LibvirtModuleError(
+        raise (ShutdownTimeout if timeout > 0 else LibvirtModuleError)(
             "The VM %s did not shut down within shutdown_timeout (%d s); set force_stop: true to power it off."
             % (dom.name(), timeout)
         )
@@ -142,7 +143,7 @@ def undefine(dom, uefi):
         # A driver without NVRAM files (libvirt's test driver) rejects the flag;
         # QEMU accepts it, and refuses an undefine without it when a file exists.
         if nvram and error_code(exc) == libvirt.VIR_ERR_INVALID_ARG:
-            _call("undefine", dom, dom.undefineFlags, flags)
+            call("undefine the VM %s" % dom.name(), dom.undefineFlags, flags)
         else:
             raise LibvirtModuleError("Cannot undefine the VM %s: %s" % (dom.name(), error_message(exc))) from exc
 
@@ -152,19 +153,29 @@ def undefine(dom, uefi):
 # ---------------------------------------------------------------------------
 
 
-def _sources(agent):
-    sources = [("lease", libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE)]
-    if agent:
-        sources.append(("agent", libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT))
-    return sources
+# Where libvirt finds a guest's addresses: its network's DHCP leases, the guest
+# agent, the host's ARP table (bridged guests without leases).
+ADDRESS_SOURCES = ("lease", "agent", "arp")
 
 
-def interface_addresses(dom, agent=False):
+def _sources(agent, sources=None):
+    if sources is None:
+        sources = ("lease", "agent") if agent else ("lease",)
+    codes = dict(
+        lease=libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+        agent=libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+        arp=getattr(libvirt, "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP", 2),
+    )
+    return [(label, codes[label]) for label in sources]
+
+
+def interface_addresses(dom, agent=False, sources=None):
     """``{mac: [{address, prefix, family, source}]}`` from DHCP leases and,
-    when ``agent``, the guest agent; and a list of the errors met on the way."""
+    when ``agent``, the guest agent (or from ``sources``, labels of
+    ADDRESS_SOURCES, in order); and a list of the errors met on the way."""
     found = {}
     errors = []
-    for label, source in _sources(agent):
+    for label, source in _sources(agent, sources):
         try:
             ifaces = dom.interfaceAddresses(source, 0) or {}
         except libvirt.libvirtError as exc:
@@ -223,6 +234,15 @@ def wait_for_ipv4(dom, macs, timeout, agent_ready):
     )
 
 
+def with_metadata(facts, tree):
+    """``facts`` of ``tree`` with the collection's metadata: ``tags``, and each GPU's ``model``."""
+    meta = read_metadata(tree)
+    facts["tags"] = meta["tags"]
+    for gpu in facts["gpus"]:
+        gpu["model"] = meta["gpus"].get(gpu["address"])
+    return facts
+
+
 def describe(dom, tree=None, addresses=None, agent=False):
     """What kvm_vm and kvm_vm_info return for a domain: its managed fields
     (from the live definition when it runs), state, autostart and addresses.
@@ -233,7 +253,7 @@ def describe(dom, tree=None, addresses=None, agent=False):
     active = bool(dom.isActive())
     if tree is None:
         tree = parse_xml(dom.XMLDesc(0))
-    facts = domain_facts(tree)
+    facts = with_metadata(domain_facts(tree), tree)
     state, _reason = domain_state(dom)
     persistent = bool(dom.isPersistent())
     facts.update(state=state, persistent=persistent, autostart=bool(persistent and dom.autostart()))

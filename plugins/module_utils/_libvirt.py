@@ -17,8 +17,6 @@ import contextlib
 import re
 import traceback
 
-from ansible.module_utils.basic import missing_required_lib
-
 LIBVIRT_IMPORT_ERROR = None
 LXML_IMPORT_ERROR = None
 try:
@@ -46,6 +44,9 @@ class LibvirtModuleError(Exception):
 
 def check_libraries(module, need_lxml=True):
     """Fail the module with ansible's standard message when a library is missing."""
+    # Imported here, so that module_utils without a module (tests/hardware) need no Ansible.
+    from ansible.module_utils.basic import missing_required_lib
+
     if libvirt is None:
         module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
     if need_lxml and etree is None:
@@ -88,7 +89,8 @@ def call_with_connection(uri, work):
 
 
 class ModuleManager:
-    """The common part of a module's manager (STYLE.md: read, compare, apply).
+    """The common part of a module's manager: read the current state, compare it
+    with the task, apply the difference (docs/architecture.md shows the shape).
 
     Holds the module, the connection and the task's parameters, a
     DifferenceTracker-style ``tracker`` (given by the subclass), what was done
@@ -105,6 +107,7 @@ class ModuleManager:
         self.actions = []
         self.changed = False
         self.warnings = []
+        self.refusal = None
 
     def call(self, what, function, *args):
         """Run ``function(*args)``, a libvirt call; its error becomes the sentence
@@ -113,9 +116,36 @@ class ModuleManager:
         return call(what, function, *args)
 
     def act(self, action):
-        """Record ``action`` (also in check mode, where it is only predicted)."""
+        """Record ``action``: in check mode a prediction, in a real run something
+        done (record it after it succeeded, as :meth:`do` does)."""
         self.actions.append(action)
         self.changed = True
+
+    def do(self, action, what, function, *args):
+        """Make one change: in a real run call ``function(*args)`` through
+        :meth:`call`, then record ``action``; check mode only records it.
+
+        Recording after success keeps ``actions`` to what was really done when
+        a later step fails (the failure then reports ``changed: true`` and them).
+        """
+        if self.check:
+            self.act(action)
+            return None
+        result = call(what, function, *args)
+        self.act(action)
+        return result
+
+    def refuse(self, message, actions=None, **extra):
+        """Refuse the task before anything is changed, because it needs more
+        input (``force``, a stopped guest, other options).
+
+        The module then fails with ``message``, ``changed: false``, ``actions``
+        saying what the task would do (default: what was predicted so far) and
+        ``extra`` (e.g. ``restart_required=True``), in check mode and in a real
+        run alike. Call it before the first change: a refusal changes nothing.
+        """
+        self.refusal = dict(extra, actions=list(self.actions if actions is None else actions))
+        raise LibvirtModuleError(message)
 
     def run(self):
         raise NotImplementedError
@@ -151,16 +181,27 @@ def run_manager(module, manager_class):
     return manager, result, error
 
 
+def failure_result(module, manager):
+    """What a failed run returns besides ``msg``.
+
+    A refusal (:meth:`ModuleManager.refuse`) changed nothing: ``changed: false``
+    and the actions the task would do. Any other failure says what was done
+    before it: ``changed: true`` and those actions when a real run had changed
+    something, else ``changed: false``.
+    """
+    if manager is None:
+        return dict(changed=False, actions=[])
+    done = bool(manager.changed and not module.check_mode)
+    if manager.refusal is not None and not done:
+        return dict(manager.refusal, changed=False)
+    return dict(changed=done, actions=list(manager.actions))
+
+
 def exit_module(module, manager, result, error):
     """End a module that :func:`run_manager` ran: ``fail_json`` with the error
-    (``changed`` when a real run had changed something before it failed, and
-    the actions so far), else ``exit_json`` with the result."""
+    and :func:`failure_result`, else ``exit_json`` with the result."""
     if error:
-        module.fail_json(
-            msg=error,
-            changed=bool(manager and manager.changed and not module.check_mode),
-            actions=manager.actions if manager else [],
-        )
+        module.fail_json(msg=error, **failure_result(module, manager))
     module.exit_json(**result)
 
 

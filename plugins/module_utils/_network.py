@@ -26,6 +26,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     etree,
     parse_xml,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_hostname
 
 MODES = ("nat", "route", "isolated", "open", "bridge")
 # The <forward mode=...> of each mode; an isolated network has no <forward>.
@@ -43,7 +44,6 @@ MAX_LEASE_SECONDS = 2**32 - 1
 IFNAMSIZ = 16
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _LEASE_RE = re.compile(r"^(\d+)\s*([smhd]?)$")
 _LEASE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _XML_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600}
@@ -76,17 +76,6 @@ def normalise_mac(mac):
         _fail("%r is not a MAC address such as 52:54:00:12:34:56." % (mac,))
     if int(text[:2], 16) & 1:
         _fail("%r is a multicast MAC address; a network interface needs a unicast one." % (mac,))
-    return text
-
-
-def validate_hostname(name, what="host name"):
-    text = str(name).strip().rstrip(".")
-    labels = text.split(".")
-    if not text or len(text) > 253 or not all(_LABEL_RE.match(label) for label in labels):
-        _fail(
-            "%r is not a valid %s (letters, digits and '-', in dot-separated labels of up to 63 characters)."
-            % (name, what)
-        )
     return text
 
 

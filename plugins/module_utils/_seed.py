@@ -32,7 +32,9 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.common.yaml import HAS_YAML, SafeDumper, yaml_load
 
 from ansible_collections.iaas.kvm.plugins.module_utils import _crypt
+from ansible_collections.iaas.kvm.plugins.module_utils._diff import MASK
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import LibvirtModuleError
+from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_hostname
 
 PYCDLIB_IMPORT_ERROR = None
 try:
@@ -57,7 +59,6 @@ FIXED_TIME = 946684800
 DOCUMENTS = ("user-data", "meta-data", "network-config", "vendor-data")
 # Seeds are small; an image larger than this is not one.
 READ_LIMIT = 16 * 1024 * 1024
-MASK = "********"
 
 CLOUD_CONFIG = "#cloud-config"
 # Kinds of user-data text that cloud-init recognises by their first line, and the
@@ -80,8 +81,6 @@ _SECRET_LINE = re.compile(
     re.MULTILINE,
 )
 _CRYPT_HASH = re.compile(r"\$(?:1|2[abxy]?|5|6|7|y|gy|sha1|md5)\$[^\s\"',]+")
-
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
 
 # The conveniences merged into user-data, in the order they are written.
 CONVENIENCES = ("hostname", "users", "ssh_authorized_keys", "password", "packages", "runcmd")
@@ -246,11 +245,11 @@ def render_user_data(value, conveniences=None, what="user_data"):
     return multipart([("text/cloud-config", cloud_config_text(_merge({}, conveniences, what))), (kind, value)])
 
 
-def cloud_config_of(text):
-    """The cloud-config mapping inside a user-data text (a ``#cloud-config``
-    document or the first cloud-config part of a multipart), or {}."""
+def cloud_configs(text):
+    """The cloud-config mappings inside a user-data text: a ``#cloud-config``
+    document, or the cloud-config parts of a multipart."""
     if not text:
-        return {}
+        return
     candidates = [text]
     if text_kind(text) == "multipart/mixed":
         candidates = [part for mime_type, part in multipart_parts(text) if mime_type == "text/cloud-config"]
@@ -261,22 +260,17 @@ def cloud_config_of(text):
             except yaml.YAMLError:
                 continue
             if isinstance(data, dict):
-                return data
-    return {}
+                yield data
+
+
+def cloud_config_of(text):
+    """The first cloud-config mapping inside a user-data text, or {}."""
+    return next(cloud_configs(text), {})
 
 
 # ---------------------------------------------------------------------------
 # meta-data and network-config
 # ---------------------------------------------------------------------------
-
-
-def validate_hostname(hostname):
-    if not isinstance(hostname, str) or not _HOSTNAME_RE.match(hostname):
-        raise SeedError(
-            "hostname %r is not a host name (letters, digits and inner dashes, labels of up to 63 "
-            "characters separated by dots)." % (hostname,)
-        )
-    return hostname
 
 
 def seed_stem(destination):
@@ -382,21 +376,89 @@ def readable(text):
     return "".join(shown)
 
 
-def _secrets(text):
+_SECRET_KEYS = ("password", "passwd", "hashed_passwd", "plain_text_passwd")
+
+
+def _chpasswd_entries_of(data):
+    """The ``user:password`` entries of ``chpasswd.list`` in a cloud-config
+    mapping (a multi-line string or a list of strings, as cloud-init reads them)."""
+    chpasswd = data.get("chpasswd")
+    listed = chpasswd.get("list") if isinstance(chpasswd, dict) else None
+    if isinstance(listed, str):
+        listed = listed.splitlines()
+    return [e.strip() for e in listed if isinstance(e, str) and ":" in e.strip()] if isinstance(listed, list) else []
+
+
+def _chpasswd_entries(text):
+    """The ``chpasswd.list`` entries of every cloud-config of a user-data text."""
+    return [entry for data in cloud_configs(text) for entry in _chpasswd_entries_of(data)]
+
+
+def secret_strings(user_data):
+    """Every secret string in user-data given as a mapping or a text: the values
+    of the password keys at any depth, the passwords of ``chpasswd.list`` and the
+    crypt hashes. Modules add them to ``no_log_values``, so Ansible masks them
+    wherever they would appear in the output (the task's arguments included)."""
+    if isinstance(user_data, dict):
+        mappings = [user_data]
+    elif isinstance(user_data, str):
+        mappings = list(cloud_configs(user_data))
+    else:
+        return set()
+    found = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in _SECRET_KEYS and isinstance(value, (str, int)) and not isinstance(value, bool):
+                    found.add(str(value))
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    for data in mappings:
+        walk(data)
+        found.update(entry.partition(":")[2] for entry in _chpasswd_entries_of(data))
+    if isinstance(user_data, str):
+        found.update(secret_values(user_data))
+    return {value for value in found if value}
+
+
+def _secrets(text, entries=()):
     """``(start, end, value)`` of every secret value in a readable text: the
-    values of the password keys and crypt hashes anywhere."""
+    values of the password keys, the passwords of the ``chpasswd.list``
+    ``entries`` and crypt hashes anywhere."""
     spans = [(m.start("value"), m.end("value"), m.group("value")) for m in _SECRET_LINE.finditer(text)]
+    for entry in entries:
+        _user, _colon, password = entry.partition(":")
+        position = text.find(entry)
+        while position >= 0 and password:
+            start = position + len(entry) - len(password)
+            spans.append((start, start + len(password), password))
+            position = text.find(entry, position + len(entry))
     for match in _CRYPT_HASH.finditer(text):
         if not any(start <= match.start() < end for start, end, _value in spans):
             spans.append((match.start(), match.end(), match.group(0)))
-    return sorted(spans)
+    return _disjoint(spans)
+
+
+def _disjoint(spans):
+    """``spans`` sorted, without those inside an earlier one."""
+    result = []
+    for span in sorted(spans):
+        if result and span[0] < result[-1][1]:
+            continue
+        result.append(span)
+    return result
 
 
 def secret_values(text):
     """The secret values of a document (as :func:`mask_text` finds them)."""
     if text is None:
         return set()
-    return {value for _start, _end, value in _secrets(readable(text))}
+    return {value for _start, _end, value in _secrets(readable(text), _chpasswd_entries(text))}
 
 
 def mask_text(text, known=None):
@@ -405,9 +467,10 @@ def mask_text(text, known=None):
     value that is not among them is marked as changed."""
     if text is None:
         return None
+    entries = _chpasswd_entries(text)
     text = readable(text)
     pieces, position = [], 0
-    for start, end, value in _secrets(text):
+    for start, end, value in _secrets(text, entries):
         pieces.append(text[position:start])
         pieces.append(MASK + (" (changed)" if known is not None and value not in known else ""))
         position = end
@@ -554,8 +617,29 @@ def check_libraries(module):
 # A task's seed
 # ---------------------------------------------------------------------------
 
-# A password given as a crypt hash (the forms cloud-init passes to chpasswd -e).
-_GIVEN_HASH = re.compile(r"^\$(?:1|2a|2y|5|6)(?:\$[^$\s:]+){2,3}$")
+# A password given as a crypt hash that cloud-init recognises in the password
+# key (cloud-init passes these forms to chpasswd -e): SHA-256, SHA-512, bcrypt.
+_GIVEN_HASH = re.compile(r"^\$(?:2a|2y|5|6)(?:\$[^$\s:]+){2,3}$")
+# Crypt hashes that are refused, and why.
+_WEAK_HASH = re.compile(r"^(?:\$1\$|\$md5[$,]|\$sha1\$|_[./0-9A-Za-z]{19}$|[./0-9A-Za-z]{13}$)")
+_OTHER_HASH = re.compile(r"^\$(?:y|gy|7|2b|2x)\$")
+
+
+def check_password_scheme(password):
+    """Refuse a password given as a crypt hash of a weak scheme (DES, MD5, SHA-1),
+    or of a scheme that cloud-init's ``password`` key does not recognise as a
+    hash (it would set the hash itself as the password)."""
+    if _WEAK_HASH.match(password):
+        raise SeedError(
+            "password is a crypt hash of a weak scheme (DES, MD5 or SHA-1; a plain password of exactly 13 "
+            "characters of ./0-9A-Za-z also reads as a DES hash); give the plain password or a SHA-512 ($6$) hash."
+        )
+    if _OTHER_HASH.match(password):
+        raise SeedError(
+            "password is a yescrypt, scrypt or $2b$/$2x$ bcrypt hash, which cloud-init's password key takes for "
+            "plain text; give the plain password, a SHA-512 ($6$) hash, or set the hash as hashed_passwd of a user "
+            "in users."
+        )
 
 
 class Document:
@@ -590,12 +674,17 @@ class SeedSpec:
         self.params = params
         self.hostname = params.get("hostname")
         if self.hostname is not None:
-            validate_hostname(self.hostname)
+            try:
+                validate_hostname(self.hostname, "hostname")
+            except LibvirtModuleError as exc:
+                raise SeedError(str(exc)) from None
         self.password = params.get("password")
         if self.password is not None and not self.password:
             raise SeedError("password must not be empty.")
         if self.password is not None and "\0" in self.password:
             raise SeedError("password must not contain a NUL character.")
+        if self.password is not None:
+            check_password_scheme(self.password)
         meta = meta_data_mapping(params.get("meta_data"), self.hostname, destination)
         self.instance_id = meta["instance-id"]
         self.meta_data = dump_yaml(meta)

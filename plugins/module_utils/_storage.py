@@ -12,7 +12,6 @@ __metaclass__ = type
 import contextlib
 import hashlib
 import json
-import re
 import struct
 import time
 
@@ -29,27 +28,8 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     parse_xml,
 )
 
-# Volume and pool names: a file name in the pool's directory, nothing more.
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+:@-]{0,254}$")
-
 # 1 MiB measured fastest for stream uploads (4 MiB took twice as long for 200 MiB).
 UPLOAD_CHUNK = 1024 * 1024
-
-
-def validate_name(name, what="volume name"):
-    """Raise LibvirtModuleError unless ``name`` is a safe pool or volume name."""
-    if not isinstance(name, str) or not name:
-        raise LibvirtModuleError("The %s must not be empty." % what)
-    if "/" in name or "\\" in name or name in (".", "..") or ".." in name.split("."):
-        raise LibvirtModuleError("The %s %r must not contain path separators or '..'." % (what, name))
-    if ".." in name:
-        raise LibvirtModuleError("The %s %r must not contain '..'." % (what, name))
-    if not _NAME_RE.fullmatch(name):
-        raise LibvirtModuleError(
-            "The %s %r may hold only letters, digits and _ . + : @ - (up to 255 characters, "
-            "not starting with a dot or dash)." % (what, name)
-        )
-    return name
 
 
 def get_pool(conn, name, must_be_active=True):
@@ -167,10 +147,11 @@ def upload_stream(conn, vol, reader, length, offset=0):
     return sent_total
 
 
-def upload_bytes(conn, pool, name, data, fmt="raw"):
+def upload_bytes(conn, pool, name, data, fmt="raw", progress=None):
     """Create (or overwrite) volume ``name`` in ``pool`` with exactly ``data``.
 
     Used for small payloads such as cloud-init seeds; returns the volume.
+    ``progress()``, when given, is called after each chunk is sent.
     """
     vol = get_volume(pool, name)
     if vol is not None and vol.info()[1] != len(data):
@@ -185,6 +166,8 @@ def upload_bytes(conn, pool, name, data, fmt="raw"):
     def reader(size):
         chunk = bytes(view[position[0] : position[0] + size])
         position[0] += len(chunk)
+        if progress is not None and chunk:
+            progress()
         return chunk
 
     upload_stream(conn, vol, reader, len(data))
@@ -427,19 +410,22 @@ def volume_details(conn, vol):
 
 
 # ---------------------------------------------------------------------------
-# Import records: what a volume was imported from, kept beside it in the pool
+# Bookkeeping volumes kept beside a volume in its pool: the import record (what
+# it was imported from, written last) and the marker of a seed being written
 # ---------------------------------------------------------------------------
 
 IMPORT_RECORD_SUFFIX = ".iaas-import.json"
 IMPORT_RECORD_LIMIT = 64 * 1024
+WRITING_SUFFIX = ".iaas-writing"
 
 
 def import_record_name(name):
     return name + IMPORT_RECORD_SUFFIX
 
 
-def is_import_record(name):
-    return name.endswith(IMPORT_RECORD_SUFFIX)
+def is_bookkeeping_volume(name):
+    """True for an import record or a writing marker (listings hide them)."""
+    return name.endswith((IMPORT_RECORD_SUFFIX, WRITING_SUFFIX))
 
 
 def read_import_record(conn, pool, name):

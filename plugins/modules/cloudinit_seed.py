@@ -129,10 +129,19 @@ options:
   password:
     description:
       - Password of the image's default user (C(password) in user-data).
-      - Stored in the seed only as a SHA-512 crypt hash (C($6$)), computed in
-        Python; the plain text never appears in the image, the output or the
-        diff. A value that already is a crypt hash (C($6$), C($5$), C($1$),
-        C($2a$), C($2y$)) is stored as given.
+      - A plain-text password is stored in the seed only as a SHA-512 crypt
+        hash (C($6$)), computed in Python; the plain text never appears in the
+        image, the output or the diff.
+      - A value that already is a crypt hash of a strong scheme that cloud-init's
+        C(password) key recognises as a hash (SHA-512 C($6$), SHA-256 C($5$),
+        bcrypt C($2a$) or C($2y$)) is stored as given.
+      - Refused with a clear message, writing nothing - a hash of a weak scheme
+        (DES, also any plain password of exactly 13 characters of C(./0-9A-Za-z),
+        which reads as one; BSDi C(_), MD5 C($1$), SHA-1 C($sha1$)), and a
+        yescrypt (C($y$)), scrypt (C($7$)) or C($2b$) bcrypt hash, which
+        cloud-init's C(password) key takes for plain text (it would become the
+        password itself). Give those as C(hashed_passwd) of a user in O(users),
+        which the guest's C(useradd) reads with any scheme its libcrypt knows.
       - When the seed already holds a hash of this password, that hash (and
         its salt) is kept, so the seed does not change.
       - "cloud-init makes the user choose a new password at the first login
@@ -166,9 +175,13 @@ requirements:
   - PyYAML (C(python3-yaml)) on the host that runs the module
 notes:
   - libvirt-python and lxml are needed only with O(pool).
-  - The returned documents and the diff show the values of the keys
-    C(password), C(passwd), C(hashed_passwd) and C(plain_text_passwd) masked;
-    a diff marks a masked value that changed.
+  - Secrets in O(user_data) and O(vendor_data), mappings or texts - the values of
+    the keys C(password), C(passwd), C(hashed_passwd) and C(plain_text_passwd)
+    at any depth, the passwords of C(chpasswd.list) entries and crypt hashes -
+    are masked in the returned documents, in the diff (which marks a masked value
+    that changed) and in the task's arguments that Ansible shows back. The seed
+    itself holds them as given, since cloud-init needs them; only O(password) is
+    hashed.
 seealso:
   - module: iaas.kvm.kvm_vm
   - module: iaas.kvm.kvm_volume
@@ -333,6 +346,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.iaas.kvm.plugins.module_utils import _seed
 from ansible_collections.iaas.kvm.plugins.module_utils._diff import DifferenceTracker
 from ansible_collections.iaas.kvm.plugins.module_utils._files import write_atomic
+from ansible_collections.iaas.kvm.plugins.module_utils._interrupt import kill_point
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     URI_ARGUMENT_SPEC,
     LibvirtModuleError,
@@ -344,12 +358,14 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     libvirt,
     run_manager,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
+    WRITING_SUFFIX,
     download_bytes,
     get_pool,
     get_volume,
     upload_bytes,
-    validate_name,
+    volume_xml,
 )
 
 FILE_MODE = 0o644
@@ -454,6 +470,8 @@ class VolumeDestination:
         self.vol = get_volume(self.pool, self.name)
         if self.vol is None:
             return None
+        if get_volume(self.pool, self.name + WRITING_SUFFIX) is not None:
+            return INTERRUPTED
         size = self.vol.info()[1]
         if size > _seed.READ_LIMIT:
             return _TooLarge(size)
@@ -463,8 +481,15 @@ class VolumeDestination:
         return None  # libvirt sets the mode of the volumes it creates
 
     def write(self, data):
+        """Upload ``data``; a marker volume beside the seed says, until the upload
+        is complete, that the seed is half-written (the next run rewrites it)."""
+        marker = self.name + WRITING_SUFFIX
         try:
-            self.vol = upload_bytes(self.conn, self.pool, self.name, data)
+            if get_volume(self.pool, marker) is None:
+                self.pool.createXML(volume_xml(marker, 0, fmt="raw"), 0)
+            kill_point("cloudinit_seed:marked")
+            self.vol = upload_bytes(self.conn, self.pool, self.name, data, progress=_uploading)
+            get_volume(self.pool, marker).delete(0)
         except libvirt.libvirtError as exc:
             raise LibvirtModuleError(
                 "Cannot upload the seed to volume %s of pool %s: %s" % (self.name, self.pool_name, error_message(exc))
@@ -477,6 +502,14 @@ class VolumeDestination:
 
     def result_path(self):
         return self.vol.path() if self.vol is not None else None
+
+
+def _uploading():
+    kill_point("cloudinit_seed:uploading")
+
+
+# Stands for the content of a seed volume whose last write was interrupted.
+INTERRUPTED = object()
 
 
 class _TooLarge:
@@ -493,6 +526,7 @@ class SeedManager(ModuleManager):
     def __init__(self, module, conn):
         super().__init__(module, conn)
         self.tracker = DifferenceTracker()
+        self.interrupted = False
 
     def destination(self):
         if self.params["pool"]:
@@ -506,6 +540,9 @@ class SeedManager(ModuleManager):
         data = dest.read()
         if data is None:
             return None, None
+        if data is INTERRUPTED:
+            self.interrupted = True
+            return b"", None
         if isinstance(data, _TooLarge):
             problem = "it is %d bytes, larger than a seed" % data.size
         else:
@@ -533,22 +570,25 @@ class SeedManager(ModuleManager):
         if rewrite:
             after = {name: doc.text for name, doc in documents.items()}
             image = _seed.build_iso(after)
-            self.act("created" if before_bytes is None else "replaced" if before is None else "updated")
+            if self.interrupted:
+                action = "rewritten (an earlier write was interrupted)"
+            else:
+                action = "created" if before_bytes is None else "replaced" if before is None else "updated"
         else:
             after = {name: text for name, text in before.items() if text is not None}
             image = before_bytes
 
         self.record_diff(before, after)
         mode = dest.current_mode()
-        if not rewrite and mode is not None and mode != FILE_MODE:
-            self.act("mode %04o" % FILE_MODE)
-            self.tracker.add("mode", "%04o\n" % mode, "%04o\n" % FILE_MODE)
-
-        if not self.check:
-            if rewrite:
+        if rewrite:
+            if not self.check:
                 dest.write(image)
-            elif mode is not None and mode != FILE_MODE:
+            self.act(action)
+        elif mode is not None and mode != FILE_MODE:
+            self.tracker.add("mode", "%04o\n" % mode, "%04o\n" % FILE_MODE)
+            if not self.check:
                 dest.set_mode()
+            self.act("mode %04o" % FILE_MODE)
         if rewrite and isinstance(dest, VolumeDestination):
             users = dest.running_users()
             if users:
@@ -591,6 +631,8 @@ def main():
         supports_check_mode=True,
     )
     _seed.check_libraries(module)
+    for option in ("user_data", "vendor_data"):
+        module.no_log_values.update(_seed.secret_strings(module.params[option]))
     if module.params["pool"]:
         check_libraries(module)
         exit_module(module, *run_manager(module, SeedManager))

@@ -30,9 +30,16 @@ description:
   - Every other change (O(mode), O(bridge), O(ipv4.address), O(ipv4.prefix),
     turning DHCP on or off, O(domain), O(mtu), O(dns.forwarders), anything in
     O(xml) beyond these) is stored in the persistent definition and needs the
-    network to be restarted. The module restarts it when no running guest uses it.
-    When running guests use it, the task fails naming them and returns
-    RV(restart_required=true), unless O(force=true).
+    network to be restarted. The module redefines and restarts it when no running
+    guest uses it.
+  - When running guests use it, the task is refused unless O(force=true); it fails
+    naming them, returns RV(restart_required=true), C(changed=false) and in
+    RV(actions) what it would do, and changes nothing, neither the persistent nor
+    the live definition (so no later restart or host reboot brings the change in
+    unannounced). Stopping or removing a network that running guests use is refused
+    the same way. A network restart interrupts every guest on it, which is why the
+    module asks first; a VM change that needs a reboot is different (see
+    M(iaas.kvm.kvm_vm)); it is stored and reported, because it touches that VM alone.
   - With O(force=true) the network is restarted and each running guest's interface
     is put back on the new bridge (libvirt does not do that itself); the interface
     moves to the bridge, gets a new port in the network and its link goes down and
@@ -375,9 +382,11 @@ network:
     restart_required: false
 restart_required:
   description:
-    - True when the persistent definition holds a change that the running network
-      only gets by a restart, which was refused because running guests use it
-      (the task then fails unless O(force=true)).
+    - True when the task asks for a change that the running network only gets by
+      a restart, refused because running guests use it (the task then fails,
+      changing nothing, unless O(force=true)); also true when the persistent
+      definition already holds such a change that the running network lacks
+      (made outside this module).
   returned: always
   type: bool
   sample: false
@@ -388,7 +397,10 @@ reattached:
   elements: str
   sample: [gpu1]
 actions:
-  description: What the module did (or would do in check mode), in order.
+  description:
+    - What the module did (or would do in check mode), in order.
+    - On a refusal, what the task would do with O(force=true); nothing of it was done.
+    - On a failure after a change, what was done before the failure.
   returned: always
   type: list
   elements: str
@@ -400,6 +412,7 @@ import copy
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.iaas.kvm.plugins.module_utils._diff import DifferenceTracker, state_diff
+from ansible_collections.iaas.kvm.plugins.module_utils._interrupt import kill_point
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     URI_ARGUMENT_SPEC,
     LibvirtModuleError,
@@ -407,11 +420,13 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     check_libraries,
     domains_using_network,
     error_message,
+    failure_result,
     libvirt,
     lookup,
     run_manager,
     to_xml,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
 from ansible_collections.iaas.kvm.plugins.module_utils._network import (
     MODES,
     apply_spec,
@@ -436,7 +451,6 @@ from ansible_collections.iaas.kvm.plugins.module_utils._network_live import (
     persistent_tree,
     restart_network,
 )
-from ansible_collections.iaas.kvm.plugins.module_utils._storage import validate_name
 
 SPEC_FIELDS = ("mode", "bridge", "domain", "mtu", "ipv4", "dns")
 
@@ -558,23 +572,24 @@ class NetworkManager(ModuleManager):
         except libvirt.libvirtError as exc:
             raise LibvirtModuleError("Cannot define network %s: %s" % (self.name, error_message(exc))) from exc
 
-    def set_autostart(self, net, want):
-        if bool(net.autostart()) != want:
-            self.act("autostart %s" % ("on" if want else "off"))
-            if not self.check:
-                net.setAutostart(1 if want else 0)
-
     # --- states --------------------------------------------------------------
 
     def present(self):
         tree, spec, with_other = self.desired()
-        want_active = self.params["active"]
         net = lookup(self.conn.networkLookupByName, self.name)
         if net is None:
             spec = fill_unmanaged(spec, None)
             self.check_bridge(spec, None)
             return self.create(tree if tree is not None else apply_spec(new_network_tree(self.name), spec), spec)
+        plan = self.plan(net, tree, spec, with_other)
+        self.refuse_unsafe(plan)
+        self.apply(plan["steps"])
+        return self.result(net, plan["live_spec"])
 
+    def plan(self, net, tree, spec, with_other):
+        """What converging the existing ``net`` takes, read without changing anything:
+        the steps in order, as ``(action, function)`` pairs, and what the refusals need."""
+        want_active = self.params["active"]
         active = bool(net.isActive())
         persistent_el = persistent_tree(net)
         persistent = parse_network(persistent_el)
@@ -590,81 +605,102 @@ class NetworkManager(ModuleManager):
         live_fields = differing_fields(live, live_spec, with_other) if active and want_active else []
         restart = bool(live_fields) and needs_restart(live, live_spec, live_fields)
         guests = domains_using_network(self.conn, self.name, running_only=True) if active else []
+        autostart = bool(net.autostart()) if net.isPersistent() else False
+        self.track(live if active else persistent, persistent if active else None, live_spec, with_other, config_fields)
+        self.tracker.add("active", active, want_active)
+        self.tracker.add("autostart", autostart, self.params["autostart"])
 
-        current = live if active else persistent
-        have, want = flatten(current, with_other, True), flatten(live_spec, with_other, True)
+        steps = []
+        if config_fields or not net.isPersistent():
+            steps.append(("defined", lambda: self.define(want_tree)))
+        if autostart != self.params["autostart"]:
+            want = self.params["autostart"]
+            steps.append(("autostart %s" % ("on" if want else "off"), lambda: self.set_autostart(want)))
+        if restart:
+            steps.append(("restarted", self.restart))
+            if guests:
+                steps.append(("reattached " + ", ".join(guests), None))
+        elif live_fields:
+            ops = live_update_ops(live, live_spec)
+            steps.append(("updated live: " + ", ".join(live_fields), lambda: apply_live_updates(self.network(), ops)))
+        if want_active and not active:
+            steps.append(("started", lambda: self.start(self.network())))
+        elif active and not want_active:
+            steps.append(("stopped", lambda: self.call("stop network %s" % self.name, self.network().destroy)))
+        self.reattached = list(guests) if restart and self.check else []
+        return dict(
+            steps=steps,
+            guests=guests,
+            restart=restart,
+            live_fields=live_fields,
+            stop=active and not want_active,
+            live_spec=live_spec,
+        )
+
+    def track(self, current, persistent, spec, with_other, config_fields):
+        """The diff: the managed fields as the network runs (or is stored) and as
+        asked, plus ``persistent.<field>`` where only the stored definition differs."""
+        have, want = flatten(current, with_other, True), flatten(spec, with_other, True)
         for key in want:
             if key == "bridge" and not spec.get("bridge"):
                 self.tracker.add(key, have[key], have[key], compare=False)
             else:
                 self.tracker.add(key, have[key], want[key])
-        if active:
+        if persistent is not None:
             have_p = flatten(persistent, with_other, True)
             for key in config_fields:
                 if have[key] == want[key]:
                     self.tracker.add("persistent." + key, have_p[key], want[key])
-        self.tracker.add("active", active, want_active)
-        self.tracker.add("autostart", bool(net.autostart()) if net.isPersistent() else False, self.params["autostart"])
 
-        if active and not want_active and guests and not self.params["force"]:
-            raise LibvirtModuleError(
+    def refuse_unsafe(self, plan):
+        """Refuse, before anything changes, what would cut running guests off."""
+        if not plan["guests"] or self.params["force"]:
+            return
+        actions = [action for action, _function in plan["steps"]]
+        if plan["stop"]:
+            self.refuse(
                 "Network %s is used by running guests: %s; stop them first or set force: true to stop it anyway."
-                % (self.name, ", ".join(guests))
+                % (self.name, ", ".join(plan["guests"])),
+                actions=actions,
+            )
+        if plan["restart"]:
+            self.restart_required = True
+            self.refuse(
+                "Network %s needs a restart to apply %s, but running guests use it: %s; nothing was changed. "
+                "Set force: true to restart it and reattach their interfaces."
+                % (self.name, ", ".join(plan["live_fields"]), ", ".join(plan["guests"])),
+                actions=actions,
+                restart_required=True,
             )
 
-        if config_fields or not net.isPersistent():
-            self.act("defined")
-            if not self.check:
-                net = self.define(want_tree)
-        self.set_autostart(net, self.params["autostart"])
+    def apply(self, steps):
+        """Carry out the planned steps in order (check mode only records them)."""
+        for action, function in steps:
+            if not self.check and function is not None:
+                function()
+            self.act(action)
+            kill_point("kvm_network:" + action.partition(":")[0])
 
-        if restart:
-            if guests and not self.params["force"]:
-                self.restart_required = True
-                raise LibvirtModuleError(
-                    "Network %s needs a restart to apply %s, but running guests use it: %s; "
-                    "set force: true to restart it and reattach their interfaces."
-                    % (self.name, ", ".join(f for f in live_fields), ", ".join(guests))
-                )
-            self.act("restarted")
-            if guests:
-                self.actions.append("reattached " + ", ".join(guests))
-            if not self.check:
-                self.reattached = restart_network(self.conn, net)
-            else:
-                self.reattached = list(guests)
-        elif live_fields:
-            self.act("updated live: " + ", ".join(live_fields))
-            if not self.check:
-                apply_live_updates(net, live_update_ops(live, live_spec))
+    def network(self):
+        return self.conn.networkLookupByName(self.name)
 
-        if want_active and not active:
-            self.act("started")
-            if not self.check:
-                self.start(net)
-        elif active and not want_active:
-            self.act("stopped")
-            if not self.check:
-                net.destroy()
-        return self.result(net, live_spec)
+    def set_autostart(self, want):
+        self.call("set autostart of network %s" % self.name, self.network().setAutostart, 1 if want else 0)
+
+    def restart(self):
+        self.reattached = restart_network(self.conn, self.network())
 
     def create(self, tree, spec):
-        self.act("defined")
         after = public_spec(spec)
         after.update(active=self.params["active"], autostart=self.params["autostart"])
         self.diff = state_diff(None, after)
-        net = None
-        if not self.check:
-            net = self.define(tree)
-            if self.params["autostart"]:
-                net.setAutostart(1)
+        steps = [("defined", lambda: self.define(tree))]
         if self.params["autostart"]:
-            self.actions.append("autostart on")
+            steps.append(("autostart on", lambda: self.set_autostart(True)))
         if self.params["active"]:
-            self.actions.append("started")
-            if not self.check:
-                self.start(net)
-        return self.result(net, spec)
+            steps.append(("started", lambda: self.start(self.network())))
+        self.apply(steps)
+        return self.result(None if self.check else self.network(), spec)
 
     def start(self, net):
         try:
@@ -678,20 +714,17 @@ class NetworkManager(ModuleManager):
             return self.result(None, None)
         guests = domains_using_network(self.conn, self.name, running_only=True) if net.isActive() else []
         if guests and not self.params["force"]:
-            raise LibvirtModuleError(
+            self.refuse(
                 "Network %s is used by running guests: %s; stop them first or set force: true to remove it anyway."
-                % (self.name, ", ".join(guests))
+                % (self.name, ", ".join(guests)),
+                actions=(["stopped"] if net.isActive() else []) + (["undefined"] if net.isPersistent() else []),
             )
         before = network_facts(self.conn, net)
         self.diff = state_diff(_diffable(before), None)
         if net.isActive():
-            self.act("stopped")
-            if not self.check:
-                net.destroy()
+            self.do("stopped", "stop network %s" % self.name, net.destroy)
         if net.isPersistent():
-            self.act("undefined")
-            if not self.check:
-                net.undefine()
+            self.do("undefined", "undefine network %s" % self.name, net.undefine)
         return self.result(None, None)
 
     # --- output --------------------------------------------------------------
@@ -753,13 +786,9 @@ def main():
     check_libraries(module)
     manager, result, error = run_manager(module, NetworkManager)
     if error:
-        module.fail_json(
-            msg=error,
-            # in check mode, what a real run would have done before it failed
-            changed=bool(manager and manager.changed and (manager.restart_required or not module.check_mode)),
-            restart_required=bool(manager and manager.restart_required),
-            actions=manager.actions if manager else [],
-        )
+        failure = failure_result(module, manager)
+        failure.setdefault("restart_required", bool(manager and manager.restart_required))
+        module.fail_json(msg=error, **failure)
     module.exit_json(**result)
 
 

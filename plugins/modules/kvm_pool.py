@@ -165,11 +165,11 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     run_manager,
     to_xml,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
     overlays_first,
     pool_facts,
     pool_target_path,
-    validate_name,
 )
 
 
@@ -210,12 +210,13 @@ class PoolManager(ModuleManager):
         self.diff = None
         self.deleted = []
 
-    def call(self, what, function, *args):
-        """Run a libvirt call that changes the pool; its error becomes one sentence."""
-        try:
-            return function(*args)
-        except libvirt.libvirtError as exc:
-            raise LibvirtModuleError("Cannot %s pool %s: %s" % (what, self.name, error_message(exc))) from exc
+    def change(self, action, what, pool, method, *args):
+        """:meth:`ModuleManager.do` of ``pool.<method>(*args)``, ``what`` a verb such as
+        ``"stop"``; ``pool`` is None only in check mode, for a pool not defined yet."""
+        if pool is None:
+            self.act(action)
+            return None
+        return self.do(action, "%s pool %s" % (what, self.name), getattr(pool, method), *args)
 
     # --- checks (read only) --------------------------------------------------
 
@@ -260,24 +261,19 @@ class PoolManager(ModuleManager):
         self.tracker.add("autostart", autostart, self.params["autostart"])
 
         if not persistent:
-            self.act("defined")
-            if not self.check:
-                pool = self.call("define", self.conn.storagePoolDefineXML, etree.tostring(tree, encoding="unicode"), 0)
+            xml = etree.tostring(tree, encoding="unicode")
+            pool = self.do("defined", "define pool %s" % self.name, self.conn.storagePoolDefineXML, xml, 0) or pool
         if self.params["active"] and not active:
             self.start(pool)
         elif active and not self.params["active"]:
-            self.act("stopped")
-            if not self.check:
-                self.call("stop", pool.destroy)
+            self.change("stopped", "stop", pool, "destroy")
         self.set_autostart(pool, autostart)
         return self.result(pool)
 
     def create(self, path):
-        self.act("defined")
         self.diff = state_diff(None, dict(path=path, active=self.params["active"], autostart=self.params["autostart"]))
-        pool = None
-        if not self.check:
-            pool = self.call("define", self.conn.storagePoolDefineXML, dir_pool_xml(self.name, path), 0)
+        xml = dir_pool_xml(self.name, path)
+        pool = self.do("defined", "define pool %s" % self.name, self.conn.storagePoolDefineXML, xml, 0)
         if self.params["active"]:
             self.start(pool)
         self.set_autostart(pool, False)
@@ -287,19 +283,16 @@ class PoolManager(ModuleManager):
 
     def start(self, pool):
         """Start the pool; libvirt makes its directory (mode 0711) when it is missing."""
-        self.act("started")
         if not self.check:
             # For a directory pool, build only creates a missing directory; an
             # existing one keeps its owner and mode (the definition sets none).
-            self.call("build the directory of", pool.build, 0)
-            self.call("start", pool.create, 0)
+            self.call("build the directory of pool %s" % self.name, pool.build, 0)
+        self.change("started", "start", pool, "create", 0)
 
     def set_autostart(self, pool, current):
         want = self.params["autostart"]
         if current != want:
-            self.act("autostart %s" % ("on" if want else "off"))
-            if not self.check:
-                self.call("set autostart of", pool.setAutostart, 1 if want else 0)
+            self.change("autostart %s" % ("on" if want else "off"), "set autostart of", pool, "setAutostart", int(want))
 
     def absent(self):
         pool = lookup(self.conn.storagePoolLookupByName, self.name)
@@ -309,25 +302,30 @@ class PoolManager(ModuleManager):
         self.diff = state_diff(before, None)
         persistent = before["persistent"]
         if before["active"]:
-            self.call("refresh", pool.refresh, 0)
-            volumes = pool.listAllVolumes(0)
+            self.call("refresh pool %s" % self.name, pool.refresh, 0)
+            volumes = overlays_first(pool.listAllVolumes(0))
+            remove_dir = persistent and before["type"] == "dir"
             if volumes and not self.params["force"]:
                 names = sorted(vol.name() for vol in volumes)
                 shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-                raise LibvirtModuleError(
+                self.refuse(
                     "The storage pool %s still holds %d volume(s) (%s); delete them first or set force: true."
-                    % (self.name, len(names), shown)
+                    % (self.name, len(names), shown),
+                    actions=["deleted volume %s" % vol.name() for vol in volumes]
+                    + ["stopped"]
+                    + (["removed directory %s" % before["path"]] if remove_dir else [])
+                    + (["undefined"] if persistent else []),
                 )
-            for vol in overlays_first(volumes):
+            for vol in volumes:
+                self.do(
+                    "deleted volume %s" % vol.name(),
+                    "delete volume %s of pool %s" % (vol.name(), self.name),
+                    vol.delete,
+                    0,
+                )
                 self.deleted.append(vol.name())
-                self.act("deleted volume %s" % vol.name())
-                if not self.check:
-                    self.call("delete volume %s of" % vol.name(), vol.delete, 0)
-            self.act("stopped")
-            if not self.check:
-                self.call("stop", pool.destroy)
-            if persistent and before["type"] == "dir":
-                self.actions.append("removed directory %s" % before["path"])
+            self.change("stopped", "stop", pool, "destroy")
+            if remove_dir:
                 if not self.check:
                     try:
                         pool.delete(0)
@@ -336,10 +334,9 @@ class PoolManager(ModuleManager):
                             "The directory %s of pool %s was left in place: %s"
                             % (before["path"], self.name, error_message(exc))
                         )
+                self.actions.append("removed directory %s" % before["path"])
         if persistent:
-            self.act("undefined")
-            if not self.check:
-                self.call("undefine", pool.undefine)
+            self.change("undefined", "undefine", pool, "undefine")
         return self.result(None)
 
     # --- output --------------------------------------------------------------

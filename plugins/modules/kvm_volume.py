@@ -219,16 +219,12 @@ actions:
   sample: ["created linked clone of default/debian-12.qcow2"]
 """
 
-import hashlib
-import os
-import re
 import time
-from http.client import HTTPException
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
 
 from ansible_collections.iaas.kvm.plugins.module_utils._diff import DifferenceTracker, state_diff
+from ansible_collections.iaas.kvm.plugins.module_utils._interrupt import kill_point
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     URI_ARGUMENT_SPEC,
     LibvirtModuleError,
@@ -241,6 +237,8 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     lookup,
     run_manager,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
+from ansible_collections.iaas.kvm.plugins.module_utils._source import Source
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
     IMPORT_RECORD_SUFFIX,
     delete_import_record,
@@ -249,11 +247,9 @@ from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
     get_pool,
     get_volume,
     pool_target_path,
-    probe_image,
     read_import_record,
     running_disk,
     upload_stream,
-    validate_name,
     volume_details,
     volume_xml,
     volumes_backed_by,
@@ -261,12 +257,8 @@ from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._units import SizeError, format_size, parse_size
 
-HEADER_BYTES = 4096
-HASH_CHUNK = 4 * 1024 * 1024
 # New volumes are readable by root alone; libvirt hands them to QEMU when a VM starts.
 VOLUME_MODE = "0600"
-_CHECKSUM_RE = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
-_URL_RE = re.compile(r"^https?://", re.IGNORECASE)
 
 
 def argument_spec():
@@ -303,110 +295,6 @@ def parse_capacity(value, fmt):
     return size
 
 
-class Source:
-    """An image to import: a file on this host or an http(s) URL, hashed as it is read."""
-
-    def __init__(self, location, checksum, validate_certs=True, timeout=30):
-        self.location = location
-        self.is_url = bool(_URL_RE.match(location))
-        if not self.is_url and ("://" in location or not location.startswith("/")):
-            raise LibvirtModuleError(
-                "source %r must be an absolute path on the hypervisor or an http:// or https:// URL." % location
-            )
-        self.expected = None
-        if checksum is not None:
-            match = _CHECKSUM_RE.match(checksum.strip())
-            if not match:
-                raise LibvirtModuleError("checksum must be 'sha256:' followed by 64 hex digits, got %r." % checksum)
-            self.expected = match.group(1).lower()
-        if self.is_url and self.expected is None:
-            raise LibvirtModuleError(
-                "The URL source %s needs checksum: sha256:<64 hex digits>, so that the download can be verified."
-                % location
-            )
-        self.validate_certs = validate_certs
-        self.timeout = timeout
-        self.length = None
-        self.info = None
-        self._fh = None
-        self._pending = b""
-        self._digest = hashlib.sha256()
-        self.count = 0
-
-    # --- files ---------------------------------------------------------------
-
-    def stat(self):
-        try:
-            st = os.stat(self.location)
-        except OSError as exc:
-            raise LibvirtModuleError("Cannot read the source file %s: %s." % (self.location, exc.strerror)) from exc
-        if not os.path.isfile(self.location):
-            raise LibvirtModuleError("The source %s is not a regular file." % self.location)
-        return st
-
-    def file_sha256(self):
-        """SHA-256 of the whole source file (hex)."""
-        self.stat()
-        digest = hashlib.sha256()
-        with open(self.location, "rb") as handle:
-            for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
-
-    # --- reading -------------------------------------------------------------
-
-    def _fail(self, exc):
-        what = "download %s" % self.location if self.is_url else "read %s" % self.location
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        return LibvirtModuleError("Cannot %s: %s." % (what, str(reason).rstrip(".")))
-
-    def open(self):
-        """Open the source and read its header into ``info`` (see probe_image)."""
-        try:
-            if self.is_url:
-                self._fh = open_url(self.location, validate_certs=self.validate_certs, timeout=self.timeout)
-                length = self._fh.headers.get("Content-Length")
-                self.length = int(length) if length and length.isdigit() else None
-            else:
-                self.stat()
-                self._fh = open(self.location, "rb")  # noqa: SIM115 - closed by close()
-                self.length = os.fstat(self._fh.fileno()).st_size
-            head = b""
-            while len(head) < HEADER_BYTES:
-                chunk = self._fh.read(HEADER_BYTES - len(head))
-                if not chunk:
-                    break
-                head += chunk
-        except (OSError, HTTPException) as exc:
-            self.close()
-            raise self._fail(exc) from exc
-        self._pending = head
-        self.info = probe_image(head, self.length)
-        return self.info
-
-    def read(self, size):
-        """Up to ``size`` bytes of the source (the header first), hashed on the way."""
-        if self._pending:
-            chunk, self._pending = self._pending[:size], self._pending[size:]
-        else:
-            try:
-                chunk = self._fh.read(size)
-            except (OSError, HTTPException) as exc:
-                raise self._fail(exc) from exc
-        self._digest.update(chunk)
-        self.count += len(chunk)
-        return chunk
-
-    def sha256(self):
-        """SHA-256 of what ``read`` returned (once it returned everything)."""
-        return self._digest.hexdigest()
-
-    def close(self):
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-
 class VolumeManager(ModuleManager):
     """Reads the volume, compares it with the task, and converges it."""
 
@@ -416,13 +304,6 @@ class VolumeManager(ModuleManager):
         self.diff = None
         self.pool = None
         self.predicted = None
-
-    def call(self, what, function, *args):
-        """Run a libvirt call that changes something; its error becomes one sentence."""
-        try:
-            return function(*args)
-        except libvirt.libvirtError as exc:
-            raise LibvirtModuleError("Cannot %s: %s" % (what, error_message(exc))) from exc
 
     # --- input (read only) ---------------------------------------------------
 
@@ -508,7 +389,7 @@ class VolumeManager(ModuleManager):
                 )
             self.warn_running_base(base_vol)
             xml = volume_xml(self.name, capacity, "qcow2", base_vol.path(), base_facts["format"], mode=VOLUME_MODE)
-            self.act("created linked clone of %s/%s" % (base_facts["pool"], base_vol.name()))
+            action = "created linked clone of %s/%s" % (base_facts["pool"], base_vol.name())
             chain = [
                 dict(path=base_vol.path(), format=base_facts["format"], volume=base_vol.name(), pool=base_facts["pool"])
             ]
@@ -521,12 +402,12 @@ class VolumeManager(ModuleManager):
                 )
             capacity = want["capacity"]
             xml = volume_xml(self.name, capacity, want["format"], mode=VOLUME_MODE)
-            self.act("created %s %s volume" % (format_size(capacity), want["format"]))
+            action = "created %s %s volume" % (format_size(capacity), want["format"])
             chain = []
         after = dict(format=want["format"], capacity=capacity, backing=chain[0]["path"] if chain else None)
         self.diff = state_diff(None, after)
-        if not self.check:
-            self.call("create volume %s in pool %s" % (self.name, pool.name()), pool.createXML, xml, 0)
+        self.do(action, "create volume %s in pool %s" % (self.name, pool.name()), pool.createXML, xml, 0)
+        kill_point("kvm_volume:created")
         self.predicted = dict(capacity=capacity, format=want["format"], backing_chain=chain, allocation=None)
         return self.result()
 
@@ -558,32 +439,35 @@ class VolumeManager(ModuleManager):
             self.tracker.add("backing", have_backing, base[0].path())
 
         source = want["source"]
+        verdict = None
         if source is not None:
             verdict = self.compare_source(vol, record, source)
             self.tracker.add(
                 "import", (record or {}).get("sha256"), source.expected or (record or {}).get("sha256"), compare=False
             )
             if verdict == "differs" and not self.params["force"]:
-                raise LibvirtModuleError(
+                self.refuse(
                     "The volume %s holds other content than %s; set force: true to import it again."
-                    % (self.name, source.location)
+                    % (self.name, source.location),
+                    actions=["deleted the previous content of %s" % self.name, "imported %s" % source.location],
                 )
             if verdict in ("differs", "partial"):
                 self.refuse_replace(vol)
                 return self.import_new(want, replace=vol)
-            if verdict == "adopt":
-                self.adopt(source, facts)
-
+        grow = False
         if want["capacity"] is not None:
             self.tracker.add("capacity", facts["capacity"], max(facts["capacity"], want["capacity"]))
             if want["capacity"] < facts["capacity"]:
-                raise LibvirtModuleError(
+                self.refuse(
                     "The volume %s has a capacity of %s; capacity %s would shrink it, which is never done."
                     % (self.name, format_size(facts["capacity"]), format_size(want["capacity"]))
                 )
-            if want["capacity"] > facts["capacity"]:
-                self.grow(vol, want["capacity"])
-                self.predicted = dict(capacity=want["capacity"])
+            grow = want["capacity"] > facts["capacity"]
+        if verdict == "adopt":
+            self.adopt(source, facts)
+        if grow:
+            self.grow(vol, want["capacity"])
+            self.predicted = dict(capacity=want["capacity"])
         return self.result()
 
     def compare_source(self, vol, record, source):
@@ -604,22 +488,22 @@ class VolumeManager(ModuleManager):
     def refuse_replace(self, vol):
         dom, _target = running_disk(self.conn, vol.path(), self.pool.name(), self.name)
         if dom is not None:
-            raise LibvirtModuleError(
+            self.refuse(
                 "The volume %s is the disk of running VM %s; it cannot be imported again." % (self.name, dom.name())
             )
         overlays = volumes_backed_by(self.conn, vol.path())
         if overlays:
-            raise LibvirtModuleError(
+            self.refuse(
                 "The volume %s is the backing file of %s; importing it again would corrupt them."
                 % (self.name, ", ".join(overlays))
             )
 
     def adopt(self, source, facts):
         """An existing volume with the source's content: write its import record."""
-        self.act("recorded the import of %s (the volume already holds it)" % source.location)
         if not self.check:
             sha = source.expected or source.file_sha256()
             self.write_record(source, sha, facts["format"], "complete", size=None)
+        self.act("recorded the import of %s (the volume already holds it)" % source.location)
 
     def write_record(self, source, sha, fmt, state, size):
         record = dict(
@@ -645,29 +529,26 @@ class VolumeManager(ModuleManager):
             self.check_image(source, want)
             size = source.info["virtual_size"]
             capacity = max(want["capacity"] or 0, size or 0) or None
-            if replace is not None:
-                self.act("deleted the previous content of %s" % self.name)
-            self.act("imported %s" % source.location)
-            if want["capacity"] is not None and size is not None and want["capacity"] > size:
-                self.act("grown to %s" % format_size(want["capacity"]))
+            grown = want["capacity"] is not None and size is not None and want["capacity"] > size
             self.diff = state_diff(
                 None if replace is None else dict(name=self.name),
                 dict(format=want["format"], capacity=capacity, source=source.location),
             )
             self.predicted = dict(capacity=capacity, format=want["format"], backing_chain=[], allocation=None)
-            if self.check:
-                return self.result()
             if replace is not None:
-                self.call("delete volume %s" % self.name, replace.delete, 0)
-            try:
+                # A failed import after this leaves nothing behind; only the replaced volume is gone.
+                self.do(
+                    "deleted the previous content of %s" % self.name, "delete volume %s" % self.name, replace.delete, 0
+                )
+            if not self.check:
                 self.upload(source, want)
-            except BaseException:
-                # A failed import leaves nothing behind; only a replaced volume is gone.
-                self.changed = replace is not None
-                raise
+            self.act("imported %s" % source.location)
+            if grown:
+                self.act("grown to %s" % format_size(want["capacity"]))
         finally:
             source.close()
-        self.predicted = None
+        if not self.check:
+            self.predicted = None
         return self.result()
 
     def upload(self, source, want):
@@ -679,12 +560,18 @@ class VolumeManager(ModuleManager):
             self.write_record(source, None, want["format"], "importing", size=source.length)
             xml = volume_xml(self.name, source.length or 0, "raw", mode=VOLUME_MODE)
             vol = self.call("create volume %s in pool %s" % (self.name, pool.name()), pool.createXML, xml, 0)
+
+            def read(size):
+                chunk = source.read(size)
+                kill_point("kvm_volume:uploading")  # after the first chunk is sent
+                return chunk
+
             self.call(
                 "upload %s into volume %s" % (source.location, self.name),
                 upload_stream,
                 self.conn,
                 vol,
-                source.read,
+                read,
                 source.length,
             )
             sha = source.sha256()
@@ -710,6 +597,8 @@ class VolumeManager(ModuleManager):
                 if source.info["virtual_size"] is None:
                     self.act("grown to %s" % format_size(want["capacity"]))
                 self.call("grow volume %s" % self.name, vol.resize, want["capacity"], 0)
+            kill_point("kvm_volume:before-record")
+            # Written last: until the record says complete, the next run imports again.
             self.write_record(source, sha, want["format"], "complete", size=source.count)
         except BaseException:
             if vol is not None:
@@ -731,14 +620,16 @@ class VolumeManager(ModuleManager):
         """Grow through the running VM that uses the volume, or through the pool."""
         dom, target = running_disk(self.conn, vol.path(), self.pool.name(), self.name)
         if dom is not None:
-            self.act("grown to %s through running VM %s (disk %s)" % (format_size(capacity), dom.name(), target))
-            if not self.check:
-                flags = libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES
-                self.call("grow disk %s of VM %s" % (target, dom.name()), dom.blockResize, target, capacity, flags)
+            self.do(
+                "grown to %s through running VM %s (disk %s)" % (format_size(capacity), dom.name(), target),
+                "grow disk %s of VM %s" % (target, dom.name()),
+                dom.blockResize,
+                target,
+                capacity,
+                libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES,
+            )
         else:
-            self.act("grown to %s" % format_size(capacity))
-            if not self.check:
-                self.call("grow volume %s" % self.name, vol.resize, capacity, 0)
+            self.do("grown to %s" % format_size(capacity), "grow volume %s" % self.name, vol.resize, capacity, 0)
 
     # --- absent --------------------------------------------------------------
 
@@ -753,9 +644,12 @@ class VolumeManager(ModuleManager):
         record = get_volume(pool, self.name + IMPORT_RECORD_SUFFIX)
         if vol is None:
             if record is not None:
-                self.act("deleted the import record of the missing volume")
-                if not self.check:
-                    self.call("delete import record of %s" % self.name, record.delete, 0)
+                self.do(
+                    "deleted the import record of the missing volume",
+                    "delete import record of %s" % self.name,
+                    record.delete,
+                    0,
+                )
             return self.result()
         path = vol.path()
         users = domains_using_volume(self.conn, path, pool.name(), self.name)
@@ -766,17 +660,16 @@ class VolumeManager(ModuleManager):
                 reasons.append("VM(s) %s use it" % ", ".join(users))
             if overlays:
                 reasons.append("volume(s) %s are built on it" % ", ".join(overlays))
-            raise LibvirtModuleError(
+            self.refuse(
                 "The volume %s is not deleted because %s; set force: true to delete it anyway."
-                % (self.name, " and ".join(reasons))
+                % (self.name, " and ".join(reasons)),
+                actions=["deleted"],
             )
         before = volume_details(self.conn, vol)
         self.diff = state_diff(before, None)
-        self.act("deleted")
-        if not self.check:
-            self.call("delete volume %s" % self.name, vol.delete, 0)
-            if record is not None:
-                self.call("delete import record of %s" % self.name, record.delete, 0)
+        self.do("deleted", "delete volume %s" % self.name, vol.delete, 0)
+        if record is not None and not self.check:
+            self.call("delete import record of %s" % self.name, record.delete, 0)
         return self.result()
 
     # --- output --------------------------------------------------------------

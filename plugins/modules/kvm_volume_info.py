@@ -134,13 +134,13 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     is_not_found,
     libvirt,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
     disk_users,
     get_pool,
     import_record_name,
-    is_import_record,
+    is_bookkeeping_volume,
     read_import_record,
-    validate_name,
     volume_details,
 )
 
@@ -155,7 +155,7 @@ def list_volumes(conn, pool_name, names=None):
     users = disk_users(conn)
     result = []
     for name in sorted(volumes):
-        if is_import_record(name) or (names and name not in names):
+        if is_bookkeeping_volume(name) or (names and name not in names):
             continue
         try:
             facts = volume_details(conn, volumes[name])

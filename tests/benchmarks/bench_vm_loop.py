@@ -5,10 +5,7 @@ Ansible's own cost per loop item).
 
     python tests/benchmarks/bench_vm_loop.py [--quick] [--count N] [--repeat R]
 
-Target: the re-run costs at most 1.2 x the ping loop. For comparison, on this
-machine community.libvirt needed 15.0 s to define and start 10 such VMs (two
-tasks) and 9.7 s for the no-change re-run (figures from the issue, not measured
-here: community.libvirt is not installed).
+Target: the re-run costs at most 1.2 x the ping loop.
 """
 
 from __future__ import annotations
@@ -52,7 +49,6 @@ def main():
         "  re-run / ping: %.2f (task time), %.2f (whole runs); target <= 1.2: %s"
         % (ratio, whole, "met" if ratio <= 1.2 else "NOT met")
     )
-    print("  community.libvirt on this machine (issue 6): 15.0 s converge (two tasks), 9.7 s re-run")
     return 0
 
 

@@ -20,28 +20,41 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.conftest import ModuleResult, check_outcome
 from tests.integration.conftest import LAB_NETNS, REPO, lab_run
 
 COLLECTIONS = REPO / "collections"
 MODULES = COLLECTIONS / "ansible_collections" / "iaas" / "kvm" / "plugins" / "modules"
 
 
-def run_module_in_lab(module: str, args: dict, check_mode=False, diff=False, timeout=600) -> dict:
-    """Run ``iaas.kvm.<module>`` inside the lab namespace; return the JSON it printed."""
+def module_process(module: str, args: dict, check_mode=False, diff=False, timeout=600, env=None):
+    """Run ``iaas.kvm.<module>`` as its own process inside the lab namespace, as
+    Ansible runs it on a host; return the finished process (``env`` adds to the
+    environment)."""
     margs = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="iaastest-args-", delete=False) as handle:
         json.dump(dict(ANSIBLE_MODULE_ARGS=margs), handle)
     try:
-        env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
-        done = lab_run(
-            [sys.executable, str(MODULES / (module + ".py")), handle.name], check=False, timeout=timeout, env=env
+        environment = dict(os.environ, PYTHONPATH=str(COLLECTIONS), **(env or {}))
+        return lab_run(
+            [sys.executable, str(MODULES / (module + ".py")), handle.name],
+            check=False,
+            timeout=timeout,
+            env=environment,
         )
     finally:
         os.unlink(handle.name)
+
+
+def run_module_in_lab(module: str, args: dict, check_mode=False, diff=False, timeout=600, fails=False) -> dict:
+    """Run ``iaas.kvm.<module>`` inside the lab namespace; return the JSON it printed.
+    As with ``tests.conftest.run_module``, the test fails on an unexpected failure
+    (or on a success where ``fails=True`` expects a failure)."""
+    done = module_process(module, args, check_mode=check_mode, diff=diff, timeout=timeout)
     text = done.stdout.strip()
     if "{" not in text:
         raise AssertionError("%s printed no JSON (rc %d): %s %s" % (module, done.returncode, text, done.stderr))
-    return json.loads(text[text.index("{") :])
+    return check_outcome(module, ModuleResult(json.loads(text[text.index("{") :])), fails)
 
 
 @contextmanager

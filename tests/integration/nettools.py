@@ -47,8 +47,8 @@ def networks(lab_conn, lab_network):
         remove_network(lab_conn, name)
 
 
-def kvm_network(args, check_mode=False, diff=False):
-    return run_module("kvm_network", dict(dict(uri=LAB_URI), **args), check_mode=check_mode, diff=diff)
+def kvm_network(args, check_mode=False, diff=False, fails=False):
+    return run_module("kvm_network", dict(dict(uri=LAB_URI), **args), check_mode=check_mode, diff=diff, fails=fails)
 
 
 def kvm_network_info(name):

@@ -183,7 +183,7 @@ BAD = BAD_NETWORK_INPUTS
 def test_bad_input_is_one_sentence_and_leaves_no_trace(lab_conn, networks, extra, message):
     name, _bridge = networks()
     for check_mode in (True, False):
-        result = kvm_network(dict(extra, name=name), check_mode=check_mode)
+        result = kvm_network(dict(extra, name=name), check_mode=check_mode, fails=True)
         assert result.failed and not result.changed, result
         assert message in result["msg"]
         assert "\n" not in result["msg"]
@@ -200,10 +200,10 @@ def test_mode_bridge_looks_where_libvirtd_runs(lab_conn, networks):
     lab_names = {item["ifname"] for item in json.loads(lab_run(["ip", "-j", "link", "show"]).stdout)}
     ours = sorted(set(os.listdir("/sys/class/net")) - lab_names)
     assert ours, "every interface of this namespace also exists in the lab namespace"
-    result = kvm_network(dict(name=name, mode="bridge", bridge=ours[0]))
+    result = kvm_network(dict(name=name, mode="bridge", bridge=ours[0]), fails=True)
     assert result.failed and "the hypervisor has no interface named %s." % ours[0] in result["msg"], result
     # and an interface that exists there but is no bridge
-    result = kvm_network(dict(name=name, mode="bridge", bridge="lo"))
+    result = kvm_network(dict(name=name, mode="bridge", bridge="lo"), fails=True)
     assert result.failed and "the hypervisor's interface lo is of type" in result["msg"], result
     with pytest.raises(libvirt.libvirtError):
         lab_conn.networkLookupByName(name)

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import libvirt
 import pytest
 
 from tests.integration.conftest import LAB_NETNS, lab_run, ssh_command, wait_for_ssh
@@ -126,23 +127,25 @@ def test_live_changes_keep_the_guest_connected_then_force_moves_it(lab_conn, net
     # 3. a subnet change: refused while the guest runs, then forced
     new_ip = "192.168.157.50"
     moved = spec_for(name, bridge, 157, [dict(mac=mac, ip=new_ip, name="pinned")], start=120, end=180)
-    refused = kvm_network(moved)
-    assert refused.failed and refused["restart_required"] is True, refused
-    assert guest_name in refused["msg"] and "force: true" in refused["msg"] and "ipv4.address" in refused["msg"]
-    assert refused.changed and refused["actions"] == ["defined"]  # the persistent definition holds the change
+    net = lab_conn.networkLookupByName(name)
+    definitions = (net.XMLDesc(0), net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
+    would = ["defined", "restarted", "reattached " + guest_name]
+    for check_mode in (False, True):
+        refused = kvm_network(moved, check_mode=check_mode, fails=True)
+        assert refused["restart_required"] is True, refused
+        assert guest_name in refused["msg"] and "force: true" in refused["msg"] and "ipv4.address" in refused["msg"]
+        assert refused["changed"] is False and refused["actions"] == would, refused
+        # neither the running nor the persistent definition holds the change
+        assert (net.XMLDesc(0), net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE)) == definitions
     facts = kvm_network_info(name)
-    assert facts["ipv4"]["address"] == "192.168.156.1" and facts["restart_required"] is True
+    assert facts["ipv4"]["address"] == "192.168.156.1" and facts["restart_required"] is False
     assert facts["guests"] == [guest_name]
     assert guest.ssh("true").returncode == 0  # still reachable at its old address
-    again = kvm_network(moved, check_mode=True)
-    assert again.failed and not again.changed and guest_name in again["msg"]
-    again = kvm_network(moved)
-    assert again.failed and not again.changed
 
     started = time.monotonic()
     forced = kvm_network(dict(moved, force=True))
     assert forced.changed and not forced.failed, forced
-    assert forced["actions"] == ["restarted", "reattached " + guest_name]
+    assert forced["actions"] == would
     assert forced["reattached"] == [guest_name] and forced["restart_required"] is False
     assert ports(bridge) == taps  # the guest's tap is back on the (new) bridge
     seconds = wait_for_ssh(guest.key, new_ip, timeout=300)
@@ -158,6 +161,6 @@ def test_live_changes_keep_the_guest_connected_then_force_moves_it(lab_conn, net
     assert kvm_network_info(name)["restart_required"] is False
 
     # removing a network that a running guest uses is refused too
-    absent = kvm_network(dict(name=name, state="absent"))
+    absent = kvm_network(dict(name=name, state="absent"), fails=True)
     assert absent.failed and guest_name in absent["msg"]
     assert lab_conn.networkLookupByName(name).isActive()

@@ -33,8 +33,8 @@ CONSOLE_WORDS = "lab-console-horse-42"
 SUBNETS = ["192.168.%d.0/24" % third for third in range(170, 180)]
 
 
-def seed(args, check_mode=False, diff=False):
-    return run_module("cloudinit_seed", dict(args, uri=LAB_URI), check_mode=check_mode, diff=diff)
+def seed(args, check_mode=False, diff=False, fails=False):
+    return run_module("cloudinit_seed", dict(args, uri=LAB_URI), check_mode=check_mode, diff=diff, fails=fails)
 
 
 def volume_names(pool):
@@ -98,7 +98,7 @@ def test_volume_that_is_not_a_seed_is_kept_unless_forced(lab_conn, default_pool,
     name = unique_name("seed") + ".qcow2"
     with removed_afterwards(default_pool, name):
         default_pool.createXML(volume_xml(name, 1024**2, fmt="qcow2"), 0)
-        refused = seed(dict(pool=default_pool.name(), name=name, hostname="x"))
+        refused = seed(dict(pool=default_pool.name(), name=name, hostname="x"), fails=True)
         assert refused.failed and "is not a NoCloud seed" in refused["msg"] and "force" in refused["msg"]
         head = download_bytes(lab_conn, default_pool.storageVolLookupByName(name))[:4]
         assert head == b"QFI\xfb"
@@ -123,7 +123,7 @@ def test_bad_input_leaves_the_pools_as_they_were(lab_conn, default_pool, unique_
     pools = sorted(p.name() for p in lab_conn.listAllStoragePools(0))
     before = volume_names(default_pool)
     with removed_afterwards(default_pool, name):
-        result = seed(dict(dict(pool=default_pool.name(), name=name, hostname="web1"), **extra))
+        result = seed(dict(dict(pool=default_pool.name(), name=name, hostname="web1"), **extra), fails=True)
         assert result.failed and not result.changed
         assert message in result["msg"], result["msg"]
         assert volume_names(default_pool) - before == set()

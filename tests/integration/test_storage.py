@@ -137,7 +137,7 @@ def test_pool_absent_refuses_volumes_unless_force(lab_conn):
     try:
         run_module("kvm_pool", task)
         run_module("kvm_volume", dict(pool=name, name="iaastest-a.raw", format="raw", capacity="1M"))
-        refused = run_module("kvm_pool", dict(task, state="absent"))
+        refused = run_module("kvm_pool", dict(task, state="absent"), fails=True)
         assert refused.failed and "still holds 1 volume(s) (iaastest-a.raw)" in refused["msg"]
         assert os.listdir(task["path"]) == ["iaastest-a.raw"]
         assert lab_conn.storagePoolLookupByName(name).isActive()
@@ -177,7 +177,7 @@ def test_import_with_checksum_reads_nothing_and_changes_nothing(store, base, bas
     task = store.args(base.name, source=str(base_image), checksum="sha256:" + sha256_of(base_image))
     for check_mode in (True, False):
         assert not run_module("kvm_volume", task, check_mode=check_mode).changed
-    other = run_module("kvm_volume", dict(task, checksum="sha256:" + "0" * 64))
+    other = run_module("kvm_volume", dict(task, checksum="sha256:" + "0" * 64), fails=True)
     assert other.failed and "holds other content than" in other["msg"] and "force: true" in other["msg"]
     assert os.stat(base.vol.path()).st_ino == inode
     assert sha256_of(base.vol.path()) == sha256_of(base_image)
@@ -204,7 +204,7 @@ def test_other_content_is_refused_unless_force_and_an_interrupted_import_is_redo
     name = "iaastest-reimport.raw"
     run_module("kvm_volume", store.args(name, source=str(first), format="raw"))
     before = store.state()
-    refused = run_module("kvm_volume", store.args(name, source=str(second), format="raw"))
+    refused = run_module("kvm_volume", store.args(name, source=str(second), format="raw"), fails=True)
     assert refused.failed and "holds other content than %s" % second in refused["msg"]
     assert store.state() == before
     forced = run_module("kvm_volume", store.args(name, source=str(second), format="raw", force=True))
@@ -264,7 +264,7 @@ def test_grow_and_shrink_refused(store, base):
     before = store.state()
     for check_mode in (True, False):
         shrink = run_module(
-            "kvm_volume", store.args(name, backing_volume=base.name, capacity="4G"), check_mode=check_mode
+            "kvm_volume", store.args(name, backing_volume=base.name, capacity="4G"), check_mode=check_mode, fails=True
         )
         assert shrink.failed and not shrink.changed
         assert shrink["msg"] == (
@@ -283,10 +283,10 @@ def test_delete_is_refused_while_a_defined_vm_uses_the_volume(store, base, lab_c
     try:
         before = store.state()
         for check_mode in (True, False):
-            refused = run_module("kvm_volume", store.args(name, state="absent"), check_mode=check_mode)
+            refused = run_module("kvm_volume", store.args(name, state="absent"), check_mode=check_mode, fails=True)
             assert refused.failed and not refused.changed
             assert "VM(s) %s use it" % vm in refused["msg"]
-        base_refused = run_module("kvm_volume", store.args(base.name, state="absent"))
+        base_refused = run_module("kvm_volume", store.args(base.name, state="absent"), fails=True)
         assert base_refused.failed and "%s/%s" % (store.name, name) in base_refused["msg"]
         assert store.state() == before
     finally:
@@ -321,19 +321,19 @@ def test_bad_inputs_are_one_sentence_and_touch_nothing(store, base, tmp_path):
     for extra, message in cases:
         task = store.args("iaastest-bad.qcow2")
         task.update(extra)
-        result = run_module("kvm_volume", task)
+        result = run_module("kvm_volume", task, fails=True)
         assert result.failed and message in result["msg"], (extra, result.get("msg"))
         assert result["msg"].count(". ") == 0 and result["msg"].endswith("."), result["msg"]
         assert store.state() == before, extra
     with lab_http_server(tmp_path) as url:
         wrong = store.args("iaastest-bad.raw", format="raw", source=url + "/payload.raw", checksum="sha256:" + "0" * 64)
-        result = run_module_in_lab("kvm_volume", wrong)
+        result = run_module_in_lab("kvm_volume", wrong, fails=True)
         assert (
             result.get("failed") and "The SHA-256 of %s/payload.raw is %s" % (url, sha256_of(payload)) in result["msg"]
         )
         assert "nothing was imported" in result["msg"]
         assert store.state() == before  # no volume, no record, no partial file
-        missing = run_module_in_lab("kvm_volume", dict(wrong, source=url + "/missing.raw"))
+        missing = run_module_in_lab("kvm_volume", dict(wrong, source=url + "/missing.raw"), fails=True)
         assert missing.get("failed") and "Cannot download %s/missing.raw" % url in missing["msg"]
         assert store.state() == before
     seed.delete(0)
@@ -392,7 +392,7 @@ def test_a_running_guests_disk_grows_through_the_domain(guest, store, clone):
     assert size == 6 * GIB
     assert grown["volume"]["capacity"] == 6 * GIB
     assert not run_module("kvm_volume", task).changed
-    shrink = run_module("kvm_volume", dict(task, capacity="5G"))
+    shrink = run_module("kvm_volume", dict(task, capacity="5G"), fails=True)
     assert shrink.failed and "would shrink it" in shrink["msg"]
-    in_use = run_module("kvm_volume", store.args(clone.name, state="absent"))
+    in_use = run_module("kvm_volume", store.args(clone.name, state="absent"), fails=True)
     assert in_use.failed and "VM(s) %s use it" % vm.name in in_use["msg"]

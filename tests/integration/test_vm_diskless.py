@@ -38,7 +38,7 @@ def test_stopped_fails_without_force_stop_when_the_guest_ignores_acpi(lab_conn, 
     args = diskless(name, state="running", console_log=made.console(name))
     assert kvm_vm(args)["actions"] == ["defined", "started"]
     stop = dict(args, state="stopped", shutdown_timeout=3)
-    refused = kvm_vm(stop)
+    refused = kvm_vm(stop, fails=True)
     assert refused.failed
     assert refused["msg"] == (
         "The VM %s did not shut down within shutdown_timeout (3 s); set force_stop: true to power it off." % name
@@ -176,13 +176,13 @@ def test_bad_input_is_one_clear_error_and_changes_nothing(lab_conn, made, overri
     args = diskless(name, state="running")
     if "xml" in override:
         args = {k: v for k, v in args.items() if k not in ("memory", "vcpus", "domain_type")}
-    result = kvm_vm(dict(args, **override))
+    result = kvm_vm(dict(args, **override), fails=True)
     assert result.failed and message in result["msg"], result["msg"]
     assert lookup_domain(lab_conn, name) is None
     # An existing VM stays as it was.
     kvm_vm(diskless(name, state="present"))
     before = lab_conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-    again = kvm_vm(dict(args, **override))
+    again = kvm_vm(dict(args, **override), fails=True)
     assert again.failed
     assert lab_conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == before
     assert not lab_conn.lookupByName(name).isActive()

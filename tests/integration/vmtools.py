@@ -19,9 +19,9 @@ from tests.integration.conftest import DOMAIN_TYPE, LAB_URI
 CONSOLE_DIR = Path("/var/log/libvirt/qemu")
 
 
-def kvm_vm(args, check_mode=False, diff=False):
+def kvm_vm(args, check_mode=False, diff=False, fails=False):
     """Run iaas.kvm.kvm_vm against the lab."""
-    return run_module("kvm_vm", dict(args, uri=LAB_URI), check_mode=check_mode, diff=diff)
+    return run_module("kvm_vm", dict(args, uri=LAB_URI), check_mode=check_mode, diff=diff, fails=fails)
 
 
 class Made:

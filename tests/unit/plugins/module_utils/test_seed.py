@@ -220,8 +220,10 @@ def test_script_and_conveniences_become_a_multipart_document():
         (dict(network_config={"version": 3}), "network_config version must be 1 or 2, not 3"),
         (dict(meta_data={"local-hostname": "a"}, hostname="b"), "hostname 'b' differs from local-hostname 'a'"),
         (dict(meta_data={"instance-id": ""}), "instance-id in meta_data must be a non-empty string"),
-        (dict(hostname="bad_name!"), "hostname 'bad_name!' is not a host name"),
-        (dict(hostname="-web"), "is not a host name"),
+        (dict(hostname="bad_name!"), "'bad_name!' is not a valid hostname (RFC 1123"),
+        (dict(hostname="-web"), "is not a valid hostname"),
+        (dict(hostname="web1."), "is not a valid hostname"),
+        (dict(hostname="a" * 64), "is not a valid hostname"),
         (dict(password=""), "password must not be empty"),
     ],
 )
@@ -294,11 +296,70 @@ def test_hash_in_the_seed_is_kept_when_it_verifies():
     assert spec(password=PW1, user_data="#!/bin/sh\ntrue\n").password_hash(multipart) == first
 
 
-def test_a_given_hash_is_stored_as_given():
-    given_hash = _crypt.sha512_crypt("pw", "abcdefgh")
+STRONG_HASHES = [
+    pytest.param("$6$abcdefgh$" + "x" * 86, id="sha512"),
+    pytest.param("$6$rounds=5000$abcdefgh$" + "x" * 86, id="sha512-rounds"),
+    pytest.param("$5$abcdefgh$" + "x" * 43, id="sha256"),
+    pytest.param("$2a$12$" + "x" * 53, id="bcrypt-2a"),
+    pytest.param("$2y$12$" + "x" * 53, id="bcrypt-2y"),
+]
+
+
+@pytest.mark.parametrize("given_hash", STRONG_HASHES)
+def test_a_given_strong_hash_is_stored_as_given(given_hash):
     assert spec(password=given_hash).password_hash(None) == given_hash
-    md5 = "$1$saltsalt$qjXMvbEw8oaL.CzflDugX/"
-    assert spec(password=md5).password_hash(None) == md5
+
+
+WEAK_OR_UNREADABLE = [
+    pytest.param("$1$saltsalt$qjXMvbEw8oaL.CzflDugX/", "weak scheme", id="md5"),
+    pytest.param("abJnggxhB/yWI", "weak scheme", id="des"),
+    pytest.param("_J9..K0AyUubDrfOgO4s", "weak scheme", id="bsdi-des"),
+    pytest.param("$sha1$40000$salt$hash", "weak scheme", id="sha1"),
+    pytest.param("$y$j9T$salt$" + "x" * 43, "takes for plain text", id="yescrypt"),
+    pytest.param("$2b$12$" + "x" * 53, "takes for plain text", id="bcrypt-2b"),
+]
+
+
+@pytest.mark.parametrize(("password", "reason"), WEAK_OR_UNREADABLE)
+def test_weak_or_unreadable_hashes_are_refused(password, reason):
+    with pytest.raises(_seed.SeedError, match=reason):
+        spec(password=password)
+
+
+PLAIN = "correct horse battery"
+
+
+def test_a_plain_password_is_hashed_with_sha512():
+    hashed = spec(password=PLAIN).password_hash(None)
+    assert hashed.startswith("$6$") and _crypt.verify(PLAIN, hashed)
+
+
+CHPASSWD_LISTS = [
+    pytest.param("chpasswd:\n  list: |\n    root:s3cret-one\n    bob:s3cret-two\n  expire: false\n", id="block"),
+    pytest.param("chpasswd:\n  list:\n  - root:s3cret-one\n  - bob:s3cret-two\n", id="yaml-list"),
+    pytest.param('chpasswd: {list: "root:s3cret-one\\nbob:s3cret-two"}\n', id="flow"),
+]
+
+
+@pytest.mark.parametrize("chpasswd", CHPASSWD_LISTS)
+def test_chpasswd_list_passwords_are_masked(chpasswd):
+    text = "#cloud-config\n" + chpasswd
+    masked = _seed.mask_text(text)
+    assert "s3cret" not in masked, masked
+    assert "root:" in masked and "bob:" in masked
+    assert _seed.secret_values(text) >= {"s3cret-one", "s3cret-two"}
+    changed = _seed.mask_text(text.replace("s3cret-two", "s3cret-new"), known=_seed.secret_values(text))
+    assert "(changed)" in changed and "s3cret" not in changed
+
+
+def test_chpasswd_inside_a_multipart_is_masked():
+    text = _seed.multipart(
+        [
+            ("text/cloud-config", "#cloud-config\nchpasswd:\n  list: |\n    root:s3cret-one\n"),
+            ("text/x-shellscript", "#!/bin/sh\ntrue\n"),
+        ]
+    )
+    assert "s3cret" not in _seed.mask_text(text)
 
 
 def test_masking_hides_secrets_and_marks_changed_ones():

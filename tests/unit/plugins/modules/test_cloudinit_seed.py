@@ -191,14 +191,14 @@ def test_password_appears_only_as_a_hash_in_the_image(run_module, seed_path):
         (dict(network_config={"ethernets": {"eth0": {"dhcp4": True}}}), "network_config needs a version"),
         (dict(user_data={"hostname": "db1"}), "hostname is given both as an option ('web1') and in user_data"),
         (dict(meta_data={"local-hostname": "db1"}), "differs from local-hostname 'db1'"),
-        (dict(hostname="web_1"), "is not a host name"),
+        (dict(hostname="web_1"), "is not a valid hostname"),
         (dict(user_data={"password": "x"}, password=SECRET), "password is given both as an option and in user_data"),
         (dict(user_data="echo hi\n"), "user_data text must start with #cloud-config"),
     ],
 )
 def test_bad_input_fails_and_writes_nothing(run_module, tmp_path, seed_path, extra, message):
     before = listing(tmp_path)
-    result = run_module(MODULE, task(seed_path, **extra))
+    result = run_module(MODULE, task(seed_path, **extra), fails=True)
     assert result.failed and not result.changed
     assert message in result["msg"], result["msg"]
     assert result["msg"].count(". ") == 0 and result["msg"].endswith(".")
@@ -206,14 +206,14 @@ def test_bad_input_fails_and_writes_nothing(run_module, tmp_path, seed_path, ext
 
 
 def test_directory_that_does_not_exist(run_module, tmp_path):
-    result = run_module(MODULE, task(tmp_path / "iaastest-missing" / "seed.iso"))
+    result = run_module(MODULE, task(tmp_path / "iaastest-missing" / "seed.iso"), fails=True)
     assert result.failed and "does not exist" in result["msg"]
     assert not (tmp_path / "iaastest-missing").exists()
 
 
 def test_a_file_that_is_not_a_seed_is_kept_unless_forced(run_module, seed_path):
     seed_path.write_bytes(b"QFI\xfb" + b"\0" * 4096)
-    result = run_module(MODULE, task(seed_path))
+    result = run_module(MODULE, task(seed_path), fails=True)
     assert result.failed and "is not a NoCloud seed" in result["msg"] and "force" in result["msg"]
     assert seed_path.read_bytes().startswith(b"QFI\xfb")
     forced = run_module(MODULE, task(seed_path, force=True))
@@ -223,7 +223,7 @@ def test_a_file_that_is_not_a_seed_is_kept_unless_forced(run_module, seed_path):
 
 def test_a_directory_as_path_is_refused(run_module, tmp_path):
     (tmp_path / "iaastest-dir").mkdir()
-    result = run_module(MODULE, task(tmp_path / "iaastest-dir"))
+    result = run_module(MODULE, task(tmp_path / "iaastest-dir"), fails=True)
     assert result.failed and "not a regular file" in result["msg"]
 
 
@@ -236,7 +236,7 @@ def test_a_directory_as_path_is_refused(run_module, tmp_path):
     ],
 )
 def test_destination_options(run_module, args, message):
-    result = run_module(MODULE, dict(args, uri=TEST_URI))
+    result = run_module(MODULE, dict(args, uri=TEST_URI), fails=True)
     assert result.failed and message in result["msg"]
 
 
@@ -250,12 +250,12 @@ def conn():
 
 
 def test_unknown_pool_is_an_error(run_module, conn):
-    result = run_module(MODULE, dict(uri=TEST_URI, pool="iaastest-nopool", name="x-seed.iso", hostname="x"))
+    result = run_module(MODULE, dict(uri=TEST_URI, pool="iaastest-nopool", name="x-seed.iso", hostname="x"), fails=True)
     assert result.failed and result["msg"] == "The storage pool 'iaastest-nopool' does not exist."
 
 
 def test_bad_volume_name_is_an_error(run_module, conn):
-    result = run_module(MODULE, dict(uri=TEST_URI, pool=POOL, name="../x.iso", hostname="x"))
+    result = run_module(MODULE, dict(uri=TEST_URI, pool=POOL, name="../x.iso", hostname="x"), fails=True)
     assert result.failed and "must not contain path separators" in result["msg"]
     assert "../x.iso" not in [v.name() for v in conn.storagePoolLookupByName(POOL).listAllVolumes(0)]
 
@@ -286,3 +286,33 @@ def test_what_the_image_holds_through_iso9660_joliet_and_rock_ridge(run_module, 
             assert out.getvalue().startswith(b"#cloud-config\n")
     finally:
         iso.close()
+
+
+SECRETS_IN_USER_DATA = [
+    pytest.param(
+        {
+            "users": [{"name": "ops", "plain_text_passwd": "PlainSecret-1", "hashed_passwd": "$6$salt$" + "h" * 86}],
+            "chpasswd": {"list": "root:ChpasswdSecret-2\nbob:ChpasswdSecret-3", "expire": False},
+        },
+        ["PlainSecret-1", "$6$salt$" + "h" * 86, "ChpasswdSecret-2", "ChpasswdSecret-3"],
+        id="mapping",
+    ),
+    pytest.param(
+        "#cloud-config\nchpasswd:\n  list:\n  - root:ChpasswdSecret-2\n  users:\n  - name: bob\n"
+        "    password: UserSecret-4\n    type: text\n",
+        ["ChpasswdSecret-2", "UserSecret-4"],
+        id="text",
+    ),
+]
+
+
+@pytest.mark.parametrize(("user_data", "secrets"), SECRETS_IN_USER_DATA)
+def test_passwords_in_user_data_never_appear_in_the_output(run_module, seed_path, user_data, secrets):
+    """Not in the documents, the diff or the task's arguments Ansible echoes back."""
+    for check_mode in (True, False):
+        result = run_module(MODULE, task(seed_path, user_data=user_data), check_mode=check_mode, diff=True)
+        assert result.changed
+        shown = json.dumps(result)
+        assert [s for s in secrets if s in shown] == []
+    # the seed itself holds them as given: cloud-init needs them
+    assert all(s in image_documents(seed_path)["user-data"] for s in secrets)

@@ -15,6 +15,7 @@ import pytest
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import parse_xml
 from ansible_collections.iaas.kvm.plugins.module_utils._network import parse_network
 from tests.network_cases import BAD_NETWORK_INPUTS
+from tests.state import libvirt_state
 
 URI = "test:///default"
 
@@ -181,24 +182,36 @@ def test_restart_needing_change_without_guests_restarts(conn, net_name, run_modu
     # restart brought is checked in the lab (tests/integration/test_network.py).
 
 
-def test_restart_needing_change_with_running_guest_is_refused(conn, net_name, made, run_module):
+REFUSALS = [
+    pytest.param(
+        dict(ipv4=dict(address="192.168.151.1", prefix=24)),
+        ["defined", "restarted", "reattached {guest}"],
+        True,
+        "needs a restart to apply ipv4.address",
+        id="subnet-change",
+    ),
+    pytest.param(dict(active=False), ["stopped"], False, "stop them first", id="stop"),
+    pytest.param(dict(state="absent"), ["stopped", "undefined"], False, "stop them first", id="remove"),
+]
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["apply", "check"])
+@pytest.mark.parametrize(("extra", "actions", "restart_required", "message"), REFUSALS)
+def test_refusal_with_a_running_guest_changes_nothing(
+    conn, net_name, made, run_module, extra, actions, restart_required, message, check_mode
+):
     args = nat_args(net_name)
     run_module("kvm_network", args)
     guest = start_guest(conn, made, net_name)
-    moved = nat_args(net_name, ipv4=dict(address="192.168.151.1", prefix=24))
-    result = run_module("kvm_network", moved)
-    assert result.failed
-    assert guest in result["msg"] and "force: true" in result["msg"]
-    assert "ipv4.address" in result["msg"]
-    assert result["restart_required"] is True
-    # the running network is untouched
+    before = libvirt_state(conn)
+    refused = run_module("kvm_network", dict(args, **extra), check_mode=check_mode, fails=True)
+    assert message in refused["msg"] and guest in refused["msg"] and "force: true" in refused["msg"], refused
+    assert refused["changed"] is False
+    assert refused["actions"] == [a.format(guest=guest) for a in actions]
+    assert refused["restart_required"] is restart_required
+    # the persistent and the live definitions, the guest and everything else are as they were
+    assert libvirt_state(conn) == before
     assert parsed(conn, net_name)["ipv4"]["address"] == "192.168.150.1"
-    assert conn.lookupByName(guest).isActive()
-    # stopping, removing and check mode are refused the same way
-    for extra, check in ((dict(active=False), False), (dict(state="absent"), False), (dict(state="absent"), True)):
-        refused = run_module("kvm_network", dict(args, **extra), check_mode=check)
-        assert refused.failed and guest in refused["msg"], refused
-    assert conn.networkLookupByName(net_name).isActive()
 
 
 def test_absent_and_active_false(conn, net_name, run_module):
@@ -311,7 +324,7 @@ BAD = [
 def test_bad_input_fails_with_one_sentence_and_no_side_effect(conn, net_name, run_module, extra, message, check_mode):
     networks_before = network_names(conn)
     args = dict(dict(uri=URI, name=net_name), **extra)
-    result = run_module("kvm_network", args, check_mode=check_mode)
+    result = run_module("kvm_network", args, check_mode=check_mode, fails=True)
     assert result.failed, result
     assert message in result["msg"]
     assert result["msg"].count("\n") == 0
@@ -325,7 +338,7 @@ def test_bad_input_on_an_existing_network_changes_nothing(conn, net_name, run_mo
     xml_before = conn.networkLookupByName(net_name).XMLDesc(0)
     bad = copy.deepcopy(args)
     bad["ipv4"]["dhcp"]["hosts"].append(dict(mac="52:54:00:00:00:01", ip="192.168.150.11"))
-    result = run_module("kvm_network", bad)
+    result = run_module("kvm_network", bad, fails=True)
     assert result.failed and "have the same mac" in result["msg"]
     assert conn.networkLookupByName(net_name).XMLDesc(0) == xml_before
 

@@ -106,7 +106,7 @@ def test_bad_input_defines_nothing(run_module, conn, pool_name, extra, message):
     before = sorted(p.name() for p in conn.listAllStoragePools(0))
     task = args(pool_name)
     task.update(extra)
-    result = run_module("kvm_pool", task)
+    result = run_module("kvm_pool", task, fails=True)
     assert result.failed and message in result["msg"]
     assert not result.changed
     assert sorted(p.name() for p in conn.listAllStoragePools(0)) == before
@@ -114,11 +114,11 @@ def test_bad_input_defines_nothing(run_module, conn, pool_name, extra, message):
 
 def test_other_path_and_used_path_are_refused(run_module, conn, pool_name):
     run_module("kvm_pool", args(pool_name))
-    moved = run_module("kvm_pool", args(pool_name, path="/srv/elsewhere"))
+    moved = run_module("kvm_pool", args(pool_name, path="/srv/elsewhere"), fails=True)
     assert moved.failed and "already exists at /srv/%s" % pool_name in moved["msg"]
     assert conn.storagePoolLookupByName(pool_name).isActive()
     other = pool_name + "-b"
-    taken = run_module("kvm_pool", dict(uri=URI, name=other, path="/srv/%s" % pool_name))
+    taken = run_module("kvm_pool", dict(uri=URI, name=other, path="/srv/%s" % pool_name), fails=True)
     assert taken.failed and "already the target of storage pool %s" % pool_name in taken["msg"]
     with pytest.raises(libvirt.libvirtError):
         conn.storagePoolLookupByName(other)
@@ -130,7 +130,7 @@ def test_path_of_a_pool_of_another_type_is_refused(run_module, conn, pool_name):
         "<target><path>/dev/vg0</path></target></pool>" % pool_name,
         0,
     )
-    result = run_module("kvm_pool", args(pool_name, path="/dev/vg0"))
+    result = run_module("kvm_pool", args(pool_name, path="/dev/vg0"), fails=True)
     assert result.failed and "is a logical pool" in result["msg"]
 
 
@@ -140,7 +140,7 @@ def test_absent_refuses_volumes_unless_force(run_module, conn, pool_name):
     base = pool.createXML(volume_xml("base.qcow2", 1024**3), 0)
     pool.createXML(volume_xml("clone.qcow2", 1024**3, "qcow2", base.path()), 0)
 
-    refused = run_module("kvm_pool", args(pool_name, state="absent"))
+    refused = run_module("kvm_pool", args(pool_name, state="absent"), fails=True)
     assert refused.failed and "still holds 2 volume(s) (base.qcow2, clone.qcow2)" in refused["msg"]
     assert pool.isActive() and pool.numOfVolumes() == 2
 

@@ -11,6 +11,7 @@ import pytest
 
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import parse_xml
 from ansible_collections.iaas.kvm.plugins.module_utils._pci import node_device_driver
+from tests.state import libvirt_state
 from tests.unit.plugins.modules.testdriver import POOL, TEST_URI, emptied_test_driver
 
 REPO = Path(__file__).resolve().parents[4]
@@ -36,8 +37,9 @@ def make_volume(conn, name, fmt="qcow2"):
 def vm(run_module, conn):
     """``vm(args, check_mode=False, diff=False)`` runs kvm_vm on the test driver."""
 
-    def run(args, check_mode=False, diff=False):
-        return run_module("kvm_vm", dict(args, uri=args.get("uri", TEST_URI)), check_mode=check_mode, diff=diff)
+    def run(args, check_mode=False, diff=False, fails=False):
+        args = dict(args, uri=args.get("uri", TEST_URI))
+        return run_module("kvm_vm", args, check_mode=check_mode, diff=diff, fails=fails)
 
     return run
 
@@ -112,7 +114,7 @@ def test_state_transitions(vm, conn, start, target, actions, final):
 @pytest.mark.parametrize("target, actions", [("stopped", ["powered off"]), ("absent", ["powered off", "undefined"])])
 def test_a_paused_vm_is_stopped_only_by_force(vm, conn, target, actions):
     vm(dict(BASE, state="paused"))
-    refused = vm(dict(BASE, state=target))
+    refused = vm(dict(BASE, state=target), fails=True)
     assert refused.failed
     assert (
         refused["msg"] == "The VM t1 is paused and cannot shut down gracefully; set force_stop: true to power it off."
@@ -120,6 +122,67 @@ def test_a_paused_vm_is_stopped_only_by_force(vm, conn, target, actions):
     assert current_state(conn, "t1") == "paused"
     forced = vm(dict(BASE, state=target, force_stop=True))
     assert forced.changed and forced["actions"] == actions
+
+
+VM_REFUSALS = [
+    pytest.param(
+        "paused",
+        dict(state="stopped", memory=256),
+        "The VM t1 is paused and cannot shut down gracefully; set force_stop: true to power it off.",
+        ["redefined", "powered off"],
+        id="stop-a-paused-vm-with-a-change",
+    ),
+    pytest.param(
+        "paused",
+        dict(state="absent"),
+        "The VM t1 is paused and cannot shut down gracefully; set force_stop: true to power it off.",
+        ["powered off", "undefined"],
+        id="remove-a-paused-vm",
+    ),
+    pytest.param(
+        "paused",
+        dict(state="paused", memory=256, restart=True),
+        "The VM t1 is paused and cannot shut down gracefully; set force_stop: true to power it off.",
+        ["redefined", "powered off", "started"],
+        id="restart-a-paused-vm",
+    ),
+    pytest.param(
+        "running",
+        dict(state="stopped", vcpus=2, shutdown_timeout=0),
+        "The VM t1 would have to stop, and shutdown_timeout 0 leaves it no time to shut down gracefully; "
+        "set force_stop: true to power it off.",
+        ["redefined", "powered off"],
+        id="stop-without-time-to-shut-down",
+    ),
+    pytest.param(
+        "running",
+        dict(state="running", memory=256, wait_for_ip=True),
+        "wait_for_ip needs a network interface, and the VM t1 has none.",
+        [],
+        id="wait-for-ip-without-interface",
+    ),
+    pytest.param(
+        None,
+        dict(state="running", wait_for_ip=True),
+        "wait_for_ip needs a network interface, and the VM t1 has none.",
+        [],
+        id="new-vm-wait-for-ip-without-interface",
+    ),
+]
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["apply", "check"])
+@pytest.mark.parametrize(("start", "task", "message", "actions"), VM_REFUSALS)
+def test_refusals_change_nothing(vm, conn, start, task, message, actions, check_mode):
+    """A refused task fails with changed false and the actions it would do, and leaves
+    both definitions, the power state and everything else as they were."""
+    if start is not None:
+        vm(dict(BASE, state=start))
+    before = libvirt_state(conn)
+    refused = vm(dict(BASE, **task), check_mode=check_mode, fails=True)
+    assert refused["msg"] == message
+    assert refused["changed"] is False and refused["actions"] == actions, refused
+    assert libvirt_state(conn) == before
 
 
 def test_check_mode_of_a_new_vm_returns_what_it_would_define(vm, conn):
@@ -194,7 +257,7 @@ def test_disk_paths_and_formats(vm, conn, tmp_path):
     assert disks[str(image)]["format"] == "qcow2" and disks[str(iso)]["format"] == "raw"
     assert disks[str(iso)]["bus"] == "scsi" and disks[str(iso)]["readonly"]
     assert result["vm"]["cloudinit_seed"]["path"] == str(iso)
-    missing = vm(dict(BASE, disks=[dict(path=str(tmp_path / "nope.qcow2"))]))
+    missing = vm(dict(BASE, disks=[dict(path=str(tmp_path / "nope.qcow2"))]), fails=True)
     assert missing.failed and missing["msg"] == "The file %s of disks[0] does not exist." % (tmp_path / "nope.qcow2")
 
 
@@ -222,7 +285,7 @@ BAD = [
 
 @pytest.mark.parametrize("override, message", BAD)
 def test_bad_input_fails_with_one_sentence_and_defines_nothing(vm, conn, override, message):
-    result = vm(dict(BASE, **override))
+    result = vm(dict(BASE, **override), fails=True)
     assert result.failed
     assert message in result["msg"]
     assert result["msg"].endswith(".") and "\n" not in result["msg"], result["msg"]
@@ -233,7 +296,7 @@ def test_bad_input_fails_with_one_sentence_and_defines_nothing(vm, conn, overrid
 def test_bad_input_leaves_an_existing_vm_unchanged(vm, conn, override, message):
     vm(dict(BASE, state="running"))
     before = conn.lookupByName("t1").XMLDesc(INACTIVE)
-    result = vm(dict(BASE, state="running", **override))
+    result = vm(dict(BASE, state="running", **override), fails=True)
     assert result.failed and message in result["msg"]
     assert conn.lookupByName("t1").XMLDesc(INACTIVE) == before
 
@@ -261,7 +324,7 @@ def test_bad_input_leaves_an_existing_vm_unchanged(vm, conn, override, message):
     ],
 )
 def test_bad_xml_input(vm, conn, args, message):
-    result = vm(args)
+    result = vm(args, fails=True)
     assert result.failed and message in result["msg"], result["msg"]
     assert domain_names(conn) == ["test"]
 
@@ -321,7 +384,7 @@ def test_gpus_take_the_other_functions_of_their_slot_from_node_devices(vm, tmp_p
         assert [g["address"] for g in result["vm"]["gpus"]] == ["0000:41:00.0", "0000:41:00.1"]
         single = vm(dict(args, gpus=["0000:42:00.0"]))
         assert [g["address"] for g in single["vm"]["gpus"]] == ["0000:42:00.0"]
-        unknown = vm(dict(args, gpus=["0000:43:00.0"]))
+        unknown = vm(dict(args, gpus=["0000:43:00.0"]), fails=True)
         assert unknown.failed and unknown["msg"] == "The host has no PCI device 0000:43:00.0 (gpus)."
     finally:
         keep.close()

@@ -47,6 +47,6 @@ def test_named_vms_only_and_missing_names_left_out(run_module, conn):
 
 
 def test_unreachable_hypervisor_is_one_sentence(run_module):
-    result = run_module("kvm_vm_info", dict(uri="test:///nonexistent/file.xml"))
+    result = run_module("kvm_vm_info", dict(uri="test:///nonexistent/file.xml"), fails=True)
     assert result.failed
     assert result["msg"].startswith("Cannot connect to the hypervisor at test:///nonexistent/file.xml:")

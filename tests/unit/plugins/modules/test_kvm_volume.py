@@ -161,7 +161,7 @@ def test_linked_clone_check_apply_apply_check(run_module, conn, pool):
 
 def test_clone_defaults_to_the_base_capacity_and_may_not_be_smaller(run_module, pool):
     pool_obj = pool[0]
-    smaller = run_module("kvm_volume", args(pool_obj, backing_volume="base.qcow2", capacity="1G"))
+    smaller = run_module("kvm_volume", args(pool_obj, backing_volume="base.qcow2", capacity="1G"), fails=True)
     assert smaller.failed and "smaller than the capacity of the backing volume base.qcow2 (2GiB)" in smaller["msg"]
     made = run_module("kvm_volume", args(pool_obj, backing_volume="base.qcow2"))
     assert made["volume"]["capacity"] == 2 * GIB
@@ -175,7 +175,7 @@ def test_clone_of_a_base_in_another_pool(run_module, conn, pool):
         made = run_module("kvm_volume", task)
         assert made.changed
         assert made["volume"]["backing_chain"][0]["pool"] == pool_obj.name()
-        in_use = run_module("kvm_volume", args(pool_obj, name="base.qcow2", state="absent"))
+        in_use = run_module("kvm_volume", args(pool_obj, name="base.qcow2", state="absent"), fails=True)
         assert in_use.failed and "default-pool/iaastest-x.qcow2 are built on it" in in_use["msg"]
     finally:
         run_module("kvm_volume", dict(task, state="absent"))
@@ -186,10 +186,10 @@ def test_existing_volume_with_another_backing_is_an_error(run_module, pool):
     pool_obj.createXML(volume_xml("other.qcow2", 2 * GIB), 0)
     run_module("kvm_volume", args(pool_obj, backing_volume="other.qcow2"))
     before = volumes(pool_obj)
-    result = run_module("kvm_volume", args(pool_obj, backing_volume="base.qcow2"))
+    result = run_module("kvm_volume", args(pool_obj, backing_volume="base.qcow2"), fails=True)
     assert result.failed and "already exists with backing file" in result["msg"]
     assert "not replaced" in result["msg"]
-    plain = run_module("kvm_volume", args(pool_obj, name="base.qcow2", backing_volume="other.qcow2"))
+    plain = run_module("kvm_volume", args(pool_obj, name="base.qcow2", backing_volume="other.qcow2"), fails=True)
     assert plain.failed and "with backing file none" in plain["msg"]
     assert volumes(pool_obj) == before
 
@@ -198,7 +198,7 @@ def test_shrink_is_refused_and_changes_nothing(run_module, pool):
     pool_obj = pool[0]
     run_module("kvm_volume", args(pool_obj, capacity="4G"))
     for check_mode in (True, False):
-        result = run_module("kvm_volume", args(pool_obj, capacity="3G"), check_mode=check_mode)
+        result = run_module("kvm_volume", args(pool_obj, capacity="3G"), check_mode=check_mode, fails=True)
         assert result.failed and not result.changed
         assert "capacity of 4GiB; capacity 3GiB would shrink it" in result["msg"]
     assert pool_obj.storageVolLookupByName("web1.qcow2").info()[1] == 4 * GIB
@@ -216,12 +216,12 @@ def test_grow_is_predicted_in_check_mode(run_module, pool):
 
 def test_existing_volume_of_another_format_is_an_error(run_module, pool):
     pool_obj = pool[0]
-    result = run_module("kvm_volume", args(pool_obj, name="base.qcow2", format="raw"))
+    result = run_module("kvm_volume", args(pool_obj, name="base.qcow2", format="raw"), fails=True)
     assert result.failed and "is a qcow2 volume, not raw; formats are not converted" in result["msg"]
 
 
 def test_capacity_is_needed_for_a_new_blank_volume(run_module, pool):
-    result = run_module("kvm_volume", args(pool[0]))
+    result = run_module("kvm_volume", args(pool[0]), fails=True)
     assert result.failed and "capacity is needed to create it" in result["msg"]
 
 
@@ -274,7 +274,7 @@ def test_bad_inputs_touch_nothing(run_module, pool, tmp_path):
         task = args(pool_obj)
         task.update(extra)
         for check_mode in (True, False):
-            result = run_module("kvm_volume", task, check_mode=check_mode)
+            result = run_module("kvm_volume", task, check_mode=check_mode, fails=True)
             assert result.failed, extra
             assert message in result["msg"], (extra, result["msg"])
             assert not result.changed
@@ -304,9 +304,9 @@ def test_absent_refuses_a_volume_a_defined_vm_uses(run_module, conn, pool):
     vm = "iaastest-vm-%s" % uuid.uuid4().hex[:6]
     define_domain(conn, pool, vm, clone.path())
     for check_mode in (True, False):
-        refused = run_module("kvm_volume", args(pool_obj, state="absent"), check_mode=check_mode)
+        refused = run_module("kvm_volume", args(pool_obj, state="absent"), check_mode=check_mode, fails=True)
         assert refused.failed and "VM(s) %s use it" % vm in refused["msg"] and "force: true" in refused["msg"]
-    base_refused = run_module("kvm_volume", args(pool_obj, name="base.qcow2", state="absent"))
+    base_refused = run_module("kvm_volume", args(pool_obj, name="base.qcow2", state="absent"), fails=True)
     assert base_refused.failed and "%s/web1.qcow2 are built on it" % pool_obj.name() in base_refused["msg"]
     assert sorted(v.name() for v in pool_obj.listAllVolumes(0)) == ["base.qcow2", "seed.iso", "web1.qcow2"]
 
@@ -347,5 +347,5 @@ def test_volume_info(run_module, conn, pool):
     assert by_name["seed.iso"]["format"] == "iso"
     one = run_module("kvm_volume_info", dict(uri=URI, pool=pool_obj.name(), name=["base.qcow2", "nope"]))
     assert [v["name"] for v in one["volumes"]] == ["base.qcow2"]
-    missing = run_module("kvm_volume_info", dict(uri=URI, pool="iaastest-nope"))
+    missing = run_module("kvm_volume_info", dict(uri=URI, pool="iaastest-nope"), fails=True)
     assert missing.failed and missing["msg"] == "The storage pool 'iaastest-nope' does not exist."
