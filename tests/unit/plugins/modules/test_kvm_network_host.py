@@ -69,8 +69,8 @@ def entries(conn, name):
     return dhcp.get("hosts") or [], spec["dns"]["hosts"]
 
 
-def run(run_module, check_mode=False, diff=False, **args):
-    return run_module("kvm_network_host", dict(uri=URI, **args), check_mode=check_mode, diff=diff)
+def run(run_module, check_mode=False, diff=False, fails=False, **args):
+    return run_module("kvm_network_host", dict(uri=URI, **args), check_mode=check_mode, diff=diff, fails=fails)
 
 
 def test_add_check_apply_again_check(conn, network, run_module):
@@ -252,7 +252,7 @@ def test_conflicts_and_bad_input_are_refused_without_a_change(conn, network, run
     first = run(run_module, network=name, mac=MAC1, ip="192.168.152.10", hostname="web-1")
     assert not first.failed and first.changed
     before = entries(conn, name)
-    refused = run(run_module, check_mode=check_mode, network=name, **args)
+    refused = run(run_module, check_mode=check_mode, fails=True, network=name, **args)
     assert refused.failed, refused  # a refusal is expected
     assert message in refused["msg"], refused["msg"]
     assert refused["msg"].count(". ") == 0 and refused["msg"].endswith(".")
@@ -270,18 +270,18 @@ def test_conflicts_and_bad_input_are_refused_without_a_change(conn, network, run
 )
 def test_networks_without_dhcp_or_dns_refuse_entries(conn, network, run_module, body, args, message):
     name = network(body)
-    refused = run(run_module, network=name, **args)
+    refused = run(run_module, fails=True, network=name, **args)
     assert refused.failed and message in refused["msg"], refused  # a refusal is expected
     assert not refused.changed
 
 
 def test_a_missing_network_and_missing_options_are_refused(network, run_module):
-    missing = run(run_module, network="iaastest-nh-missing", mac=MAC1, ip="192.168.152.10")
+    missing = run(run_module, fails=True, network="iaastest-nh-missing", mac=MAC1, ip="192.168.152.10")
     assert missing.failed and "does not exist" in missing["msg"], missing  # a failure is expected
-    no_ip = run(run_module, network=network(), mac=MAC1)
+    no_ip = run(run_module, fails=True, network=network(), mac=MAC1)
     assert no_ip.failed and "ip" in no_ip["msg"], no_ip  # state present needs ip
     nothing = run(run_module, network="iaastest-nh-missing", mac=MAC1, state="absent", diff=True)
     assert not nothing.failed and not nothing.changed, nothing  # no network, no entry to remove
     assert nothing["diff"]["before"] == nothing["diff"]["after"]
-    absent = run(run_module, network=network(), state="absent")
+    absent = run(run_module, fails=True, network=network(), state="absent")
     assert absent.failed and "mac, ip" in absent["msg"], absent  # absent needs mac or ip
