@@ -860,7 +860,7 @@ class VmManager(ModuleManager):
 
     def _volume(self, pool_name, volume_name, what):
         from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
-        from ansible_collections.iaas.kvm.plugins.module_utils._storage import get_volume
+        from ansible_collections.iaas.kvm.plugins.module_utils._storage import get_volume, refresh_pool
 
         validate_name(volume_name)
         pool = lookup(self.conn.storagePoolLookupByName, pool_name)
@@ -870,7 +870,7 @@ class VmManager(ModuleManager):
             raise LibvirtModuleError("The storage pool %r of %s is not active." % (pool_name, what))
         vol = get_volume(pool, volume_name)
         if vol is None:
-            pool.refresh(0)  # a volume made outside libvirt appears after a refresh
+            refresh_pool(pool)  # a volume made outside libvirt appears after a refresh
             vol = get_volume(pool, volume_name)
         if vol is None:
             raise LibvirtModuleError("The volume %r of %s does not exist in pool %r." % (volume_name, what, pool_name))

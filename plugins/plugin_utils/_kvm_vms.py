@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import re
 import threading
 import time
@@ -107,6 +108,15 @@ def _addresses(dom, live, macs, sources):
         if ip:
             return found, ip, source
     return found, None, None
+
+
+def control_path(jump_host, name):
+    """The SSH ControlPath of one VM reached through ``jump_host``: Ansible's own
+    default hashes the address, port and user only, so two VMs with one address
+    behind different hypervisors would share a master connection, and the
+    second one's commands would run on the first VM."""
+    digest = hashlib.sha256(("%s/%s" % (jump_host, name)).encode("utf-8")).hexdigest()[:12]
+    return "%(directory)s/kvm-" + digest
 
 
 def describe_vm(dom, sources):
@@ -275,6 +285,7 @@ def build(answers, options):
                     if options.get("ssh_args"):
                         args = "%s %s" % (options["ssh_args"], args)
                     variables["ansible_ssh_common_args"] = args
+                    variables["ansible_control_path"] = control_path(answer["jump_host"], name)
             hosts[name] = variables
             join(group_name(group_prefix + "hypervisor", answer["name"]), name)
             join(group_name(group_prefix + "state", vm["state"]), name)

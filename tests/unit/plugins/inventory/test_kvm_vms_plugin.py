@@ -69,6 +69,9 @@ def test_constructed_groups_and_vars_cache_and_an_unreachable_hypervisor(hypervi
     assert hostvars["web-1"]["ansible_user"] == "debian" and hostvars["db-1"]["memory_gib"] == 2
     assert hostvars["web-1"]["ansible_ssh_common_args"] == "-o ProxyJump=root@192.168.149.11"
     assert hostvars["web-1"]["ansible_host"] == hostvars["web-2"]["ansible_host"]
+    # One address behind two hypervisors: two SSH master connections, not one.
+    paths = {hostvars[name]["ansible_control_path"] for name in ("web-1", "web-2")}
+    assert len(paths) == 2 and all(p.startswith("%(directory)s/kvm-") for p in paths), paths
     assert hostvars["web-2"]["kvm_tags"] == {"role": "web"}
     assert sorted(data["big"]["hosts"]) == ["db-1"]
     assert sorted(data["role_web"]["hosts"]) == ["web-1", "web-2"] and data["role_db"]["hosts"] == ["db-1"]
