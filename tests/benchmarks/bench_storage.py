@@ -245,7 +245,7 @@ def summary(values):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--quick", action="store_true", help="the CI variant (3 repeats, a 200 MiB import)")
-    parser.add_argument("--repeat", type=int, default=10, help="clones per base")
+    parser.add_argument("--repeat", type=int, default=5, help="clones per base")
     parser.add_argument("--import-repeat", type=int, default=5, help="rounds of each import (median)")
     parser.add_argument("--import-mib", default="200,2048", help="sizes of the imported image in MiB")
     args = parser.parse_args()
