@@ -18,10 +18,13 @@ require_root
 
 # Packages the controller and the test pipeline need; the hypervisor role
 # installs libvirt, QEMU and the modules' Python bindings itself.
+# openssh-server and tini are for the lab's fleet of simulated hypervisors
+# (scripts/lab.sh fleet): an sshd inside each, and an init that reaps orphans.
 packages=(
   python3 python3-venv python3-dev python3-apt gcc pkg-config libvirt-dev
   git openssh-client iproute2 ca-certificates
   netcat-openbsd cloud-image-utils genisoimage shellcheck vagrant vagrant-libvirt
+  openssh-server tini
 )
 
 phase "packages"
@@ -32,7 +35,16 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Packages must not start their services here (an sshd in the machine's own
+  # namespace, for one): the lab starts what it needs where it belongs.
+  policy_rc_d=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy_rc_d=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' >"$policy_rc_d"
+    chmod 0755 "$policy_rc_d"
+  fi
+  apt-get install -y -q --no-install-recommends "${missing[@]}" || { [ -z "$policy_rc_d" ] || rm -f "$policy_rc_d"; exit 1; }
+  [ -z "$policy_rc_d" ] || rm -f "$policy_rc_d"
 else
   echo "all ${#packages[@]} packages present"
 fi

@@ -4,7 +4,7 @@
 #   sudo scripts/test.sh            all stages
 #   sudo scripts/test.sh unit lint  only these stages (setup always runs unless IAAS_KVM_SKIP_SETUP=1)
 #
-# Stages: lint, build, sanity, unit, integration, roles, molecule, benchmarks.
+# Stages: lint, build, sanity, unit, integration, roles, molecule, fleet, vagrant, benchmarks.
 # The lab stages fail (never skip) when the lab cannot start. Every stage runs;
 # the script exits non-zero when any failed, and prints how long each took.
 set -uo pipefail
@@ -15,7 +15,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 require_root
 cd "$repo" || exit 1
 
-all_stages=(lint build sanity unit integration roles molecule benchmarks)
+all_stages=(lint build sanity unit integration roles molecule fleet vagrant benchmarks)
 if [ "$#" -gt 0 ]; then stages=("$@"); else stages=("${all_stages[@]}"); fi
 for s in "${stages[@]}"; do
   case " ${all_stages[*]} " in *" $s "*) ;; *) echo "unknown stage '$s' (stages: ${all_stages[*]})" >&2; exit 2 ;; esac
@@ -40,7 +40,7 @@ run_stage() {
 
 python_files() { git ls-files -co --exclude-standard -- '*.py'; }
 yaml_files() { git ls-files -co --exclude-standard -- '*.yml' '*.yaml' | grep -v '^changelogs/changelog.yaml$'; }
-shell_files() { git ls-files -co --exclude-standard -- 'scripts/*.sh' '.ci/*' 'roles/*/files/*' | xargs -r grep -lE '^#!.*(ba)?sh' ; }
+shell_files() { git ls-files -co --exclude-standard -- 'scripts/*.sh' '.ci/*' 'roles/*/files/*' 'inventories/*/*.sh' | xargs -r grep -lE '^#!.*(ba)?sh' ; }
 
 stage_lint() {
   local rc=0
@@ -53,18 +53,29 @@ stage_lint() {
 }
 
 stage_build() {
-  local rc=0 playbook module
-  ansible-galaxy collection build --force --output-path "$work/build" . >/dev/null || rc=1
-  ls "$work"/build/iaas-kvm-*.tar.gz || rc=1
+  local rc=0 playbook
+  # The collection as users get it (tests/packaging): ansible-galaxy collection
+  # build without warnings; the tarball installed into an empty directory, with
+  # only that directory on the collections path and no ansible.cfg of the
+  # checkout, runs a module from there, and ansible-doc renders every module's
+  # documentation from there. Then ansible-builder create writes the build context
+  # of the example execution environment (extensions/ee), and the context's own
+  # scripts install the collection and pick up its requirements. create writes the
+  # context only: these machines have no container runtime, so no image is built.
+  pytest -q tests/packaging || rc=1
   for playbook in playbooks/*.yml; do
     ansible-playbook -i inventories/local --syntax-check "$playbook" >/dev/null || { echo "syntax-check failed: $playbook"; rc=1; }
   done
-  for module in plugins/modules/*.py; do
-    module=$(basename "$module" .py)
-    ansible-doc -t module "iaas.kvm.$module" >/dev/null || { echo "ansible-doc failed: $module"; rc=1; }
+  # The filter and inventory plugins' documentation, from the checkout (tests/packaging covers the modules).
+  for plugin in plugins/filter/*.yml plugins/inventory/*.py; do
+    kind=$(basename "$(dirname "$plugin")")
+    plugin=$(basename "${plugin%.*}")
+    ansible-doc -t "$kind" "iaas.kvm.$plugin" >/dev/null || { echo "ansible-doc failed: $kind $plugin"; rc=1; }
   done
   if [ -f Vagrantfile ]; then
+    # Both profiles: the public box (on your own machine) and the lab's.
     (cd "$repo" && VAGRANT_DEFAULT_PROVIDER=libvirt vagrant validate) || rc=1
+    (cd "$repo" && VAGRANT_DEFAULT_PROVIDER=libvirt IAAS_KVM_DEVNODE=lab vagrant validate) || rc=1
   fi
   return $rc
 }
@@ -99,6 +110,12 @@ stage_roles() {
 
 molecule_scenarios() { find extensions/molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' 2>/dev/null | sort; }
 
+molecule_collections() {
+  # Molecule finds the collection only through ANSIBLE_COLLECTIONS_PATH.
+  mkdir -p "$work/collections/ansible_collections/iaas"
+  ln -sfn "$repo" "$work/collections/ansible_collections/iaas/kvm"
+}
+
 stage_molecule() {
   local scenario rc=0
   [ -n "$(molecule_scenarios)" ] || { echo "no Molecule scenarios in extensions/molecule"; return 1; }
@@ -110,15 +127,45 @@ stage_molecule() {
     fi
   done
   [ "$rc" = 0 ] || return 1
-  mkdir -p "$work/collections/ansible_collections/iaas"
-  ln -sfn "$repo" "$work/collections/ansible_collections/iaas/kvm"
-  (cd extensions && ANSIBLE_COLLECTIONS_PATH="$work/collections" molecule test --all)
+  molecule_collections
+  # The scenario fleet runs in the fleet stage, on the fleet it starts.
+  (cd extensions && ANSIBLE_COLLECTIONS_PATH="$work/collections" molecule test --all --exclude fleet)
+}
+
+stage_fleet() {
+  # One fleet boot for every fleet test: four simulated hypervisors (the
+  # benchmark spreads VMs over 1, 2 and 4; the tests use the first three),
+  # playbooks/site.yml over SSH, the tests in tests/fleet, the Molecule
+  # scenario fleet and the quick fan-out benchmark; then the fleet is removed.
+  local lab="$repo/scripts/lab.sh" rc=0 started
+  started=$(date +%s.%N)
+  "$lab" fleet start 4 || { "$lab" fleet clean; return 1; }
+  awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "fleet of 4 started in %.1fs\n", b - a }'
+  started=$(date +%s.%N)
+  ansible-playbook -i inventories/lab-fleet playbooks/site.yml || rc=1
+  awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "site.yml on the fleet, first run: %.1fs\n", b - a }'
+  if [ "$rc" = 0 ]; then
+    pytest -q -s -m fleet tests/fleet || rc=1
+    molecule_collections
+    (cd extensions && ANSIBLE_COLLECTIONS_PATH="$work/collections" molecule test -s fleet) || rc=1
+    python tests/benchmarks/bench_fleet.py --quick || rc=1
+  fi
+  "$lab" fleet clean || rc=1
+  return $rc
+}
+
+stage_vagrant() {
+  # The dev node: the box (built once, cached by its recipe), vagrant up with the
+  # Ansible provisioner, a second provision that changes nothing, checks over
+  # vagrant ssh and ssh-config, destroy; each step prints its time.
+  "$repo/scripts/lab.sh" status || { echo "the lab's libvirtd is not running inside its namespace"; return 1; }
+  pytest -q -s tests/vagrant
 }
 
 stage_benchmarks() {
   # The CI-sized variants of the benchmarks that need no guest boot; every
   # benchmark at full size is its own command: scripts/bench.sh.
-  "$repo/scripts/bench.sh" --quick vm_loop storage seed network
+  "$repo/scripts/bench.sh" --quick vm_loop storage seed network placement
 }
 
 if [ "${IAAS_KVM_SKIP_SETUP:-0}" != 1 ]; then

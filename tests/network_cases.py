@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""The bad inputs of kvm_network that issue 4 lists, shared by the unit tests
+"""The bad inputs of kvm_network, shared by the unit tests
 (libvirt's test driver) and the lab tests: each must fail with one clear
 sentence and leave no trace. Every case is ``(id, options, message)``; the
 options lack ``name`` and ``uri``."""

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 
 import libvirt
 import pytest
 import testinfra
-from labhosts import EPHEMERAL, leased_ip, load_scenario
+from labhosts import EPHEMERAL, leased_ip, load_scenario, ssh_hosts
 
 URI = os.environ.get("IAAS_KVM_TEST_URI", "qemu:///system")
 SSH_CONFIG = EPHEMERAL / "ssh_config"
@@ -57,30 +56,5 @@ def guest(conn, tmp_path_factory):
     directory of this session), closed when the session ends.
     """
     assert SSH_CONFIG.is_file(), "the converge writes %s" % SSH_CONFIG
-    sockets = tmp_path_factory.mktemp("ssh")
-    hosts = {}
-
-    def get(name):
-        if name not in hosts:
-            ip = leased_ip(conn, name)
-            hosts[name] = (
-                ip,
-                testinfra.get_host(
-                    "ssh://%s" % ip,
-                    ssh_config=str(SSH_CONFIG),
-                    controlpath=str(sockets / ip),
-                    controlpersist=300,
-                    timeout=30,
-                ),
-            )
-        return hosts[name][1]
-
-    yield get
-    for ip, _host in hosts.values():
-        with contextlib.suppress(subprocess.SubprocessError):
-            subprocess.run(
-                ["ssh", "-F", str(SSH_CONFIG), "-o", "ControlPath=%s" % (sockets / ip), "-O", "exit", ip],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
+    with ssh_hosts(SSH_CONFIG, tmp_path_factory.mktemp("ssh"), address=lambda name: leased_ip(conn, name)) as get:
+        yield get

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import libvirt
+import testinfra
 import yaml
 
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "."))
@@ -49,3 +52,49 @@ def guest_addresses(host):
         for link in links
         if any(a.get("family") == "inet" for a in link["addr_info"])
     }
+
+
+@contextlib.contextmanager
+def ssh_hosts(ssh_config, sockets, address=lambda name: name):
+    """``get(name)``: a testinfra host over SSH to ``address(name)`` with ``ssh_config``.
+
+    Each host gets one SSH master connection (its control socket in the
+    directory ``sockets``), closed when the context ends.
+    """
+    hosts = {}
+
+    def get(name):
+        if name not in hosts:
+            target = address(name)
+            hosts[name] = (
+                target,
+                testinfra.get_host(
+                    "ssh://%s" % target,
+                    ssh_config=str(ssh_config),
+                    controlpath=str(Path(sockets) / target),
+                    controlpersist=300,
+                    timeout=30,
+                ),
+            )
+        return hosts[name][1]
+
+    try:
+        yield get
+    finally:
+        for target, _host in hosts.values():
+            with contextlib.suppress(subprocess.SubprocessError):
+                subprocess.run(
+                    [
+                        "ssh",
+                        "-F",
+                        str(ssh_config),
+                        "-o",
+                        "ControlPath=%s" % (Path(sockets) / target),
+                        "-O",
+                        "exit",
+                        target,
+                    ],
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )

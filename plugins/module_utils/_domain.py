@@ -23,6 +23,11 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     hostdev_address,
     normalise_pci_address,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._passthrough import (
+    device_facts,
+    is_vgpu_hostdev,
+    project_passthrough,
+)
 from ansible_collections.iaas.kvm.plugins.module_utils._units import SizeError, parse_size
 
 # The cloud-init seed cdrom carries this user alias, so a later run finds it
@@ -57,6 +62,10 @@ SPEC_FIELDS = (
     "cloudinit_seed",
     "interfaces",
     "gpus",
+    "vfs",
+    "vgpus",
+    "topology",
+    "maxphysaddr",
     "console_log",
     "guest_agent",
     "graphics",
@@ -217,9 +226,9 @@ def domain_facts(tree):
     gpus = []
     for hostdev in tree.findall("./devices/hostdev[@type='pci']"):
         address = hostdev_address(hostdev)
-        if address:
+        if address and not is_vgpu_hostdev(hostdev):
             gpus.append(dict(address=address, managed=hostdev.get("managed", "no") == "yes"))
-    return dict(
+    facts = dict(
         name=tree.findtext("./name"),
         uuid=tree.findtext("./uuid"),
         domain_type=tree.get("type"),
@@ -236,12 +245,15 @@ def domain_facts(tree):
         mmio64_mb=_mmio64(tree),
         disks=disks,
         cloudinit_seed=seed,
-        interfaces=[interface_facts(i) for i in tree.findall("./devices/interface")],
+        # A VF of vfs is an <interface type='hostdev'>, not one of these.
+        interfaces=[interface_facts(i) for i in tree.findall("./devices/interface") if i.get("type") != "hostdev"],
         gpus=sorted(gpus, key=lambda g: g["address"]),
         console_log=serial_log.get("file") if serial_log is not None else None,
         guest_agent=any(c.get("name") == GUEST_AGENT_CHANNEL for c in channels),
         graphics=graphics.get("type") if graphics is not None else "none",
     )
+    facts.update(device_facts(tree))
+    return facts
 
 
 def numa_node_cpus(capabilities, node):
@@ -333,15 +345,21 @@ def normalise_disk(entry, index):
     return disk
 
 
+def normalise_mac(value, what):
+    """A unicast MAC address in lower case (None stays None); LibvirtModuleError otherwise."""
+    if value is None:
+        return None
+    mac = value.strip().lower()
+    if not _MAC_RE.match(mac) or int(mac[:2], 16) & 1:
+        raise LibvirtModuleError("%s %r is not a unicast MAC address." % (what, value))
+    return mac
+
+
 def normalise_interface(entry, index):
     network, bridge = entry.get("network"), entry.get("bridge")
     if bool(network) == bool(bridge):
         raise LibvirtModuleError("interfaces[%d] needs exactly one of network or bridge." % index)
-    mac = entry.get("mac")
-    if mac is not None:
-        mac = mac.strip().lower()
-        if not _MAC_RE.match(mac) or int(mac[:2], 16) & 1:
-            raise LibvirtModuleError("interfaces[%d].mac %r is not a unicast MAC address." % (index, entry["mac"]))
+    mac = normalise_mac(entry.get("mac"), "interfaces[%d].mac" % index)
     return dict(
         type="network" if network else "bridge",
         network=network or None,
@@ -360,6 +378,13 @@ def normalise_spec(params):
     against the hypervisor.
     """
     spec = {}
+    _normalise_settings(params, spec)
+    _normalise_resources(params, spec)
+    _normalise_devices(params, spec)
+    return spec
+
+
+def _normalise_settings(params, spec):
     for key in ("domain_type", "machine", "cpu_mode", "firmware", "graphics", "console_log"):
         if params.get(key) is not None:
             spec[key] = params[key]
@@ -368,6 +393,10 @@ def normalise_spec(params):
             spec[key] = bool(params[key])
     if "console_log" in spec and not os.path.isabs(spec["console_log"]):
         raise LibvirtModuleError("console_log must be an absolute path, got %r." % spec["console_log"])
+
+
+def _normalise_resources(params, spec):
+    """vCPUs and memory with their ceilings, the NUMA node and the MMIO window."""
     for key in ("vcpus", "vcpus_max"):
         if params.get(key) is not None:
             if params[key] < 1:
@@ -387,6 +416,10 @@ def normalise_spec(params):
             if params[key] < 0 or (key == "mmio64_mb" and params[key] == 0):
                 raise LibvirtModuleError("%s must be a positive number, got %d." % (key, params[key]))
             spec[key] = params[key]
+
+
+def _normalise_devices(params, spec):
+    """Disks, the seed, interfaces and GPUs, each listed once."""
     if params.get("disks") is not None:
         spec["disks"] = [normalise_disk(d, i) for i, d in enumerate(params["disks"])]
         keys = [(d["path"], d["pool"], d["volume"]) for d in spec["disks"]]
@@ -409,7 +442,6 @@ def normalise_spec(params):
             if address not in gpus:
                 gpus.append(address)
         spec["gpus"] = gpus
-    return spec
 
 
 # ---------------------------------------------------------------------------
@@ -500,6 +532,8 @@ def project_current(spec, facts):
             value = _project_list(value, wanted, INTERFACE_KEYS, ("mac", "model"))
         elif field == "gpus":
             value = [g["address"] for g in value]
+        elif field == "vfs":
+            value = project_passthrough(field, value, wanted)
         current[field] = value
     return current
 

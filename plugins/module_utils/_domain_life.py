@@ -11,6 +11,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.iaas.kvm.plugins.module_utils._domain import agent_connected, domain_facts, state_name
+from ansible_collections.iaas.kvm.plugins.module_utils._domain_meta import read_metadata
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     LibvirtModuleError,
     call,
@@ -152,19 +153,29 @@ def undefine(dom, uefi):
 # ---------------------------------------------------------------------------
 
 
-def _sources(agent):
-    sources = [("lease", libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE)]
-    if agent:
-        sources.append(("agent", libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT))
-    return sources
+# Where libvirt finds a guest's addresses: its network's DHCP leases, the guest
+# agent, the host's ARP table (bridged guests without leases).
+ADDRESS_SOURCES = ("lease", "agent", "arp")
 
 
-def interface_addresses(dom, agent=False):
+def _sources(agent, sources=None):
+    if sources is None:
+        sources = ("lease", "agent") if agent else ("lease",)
+    codes = dict(
+        lease=libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+        agent=libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+        arp=getattr(libvirt, "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP", 2),
+    )
+    return [(label, codes[label]) for label in sources]
+
+
+def interface_addresses(dom, agent=False, sources=None):
     """``{mac: [{address, prefix, family, source}]}`` from DHCP leases and,
-    when ``agent``, the guest agent; and a list of the errors met on the way."""
+    when ``agent``, the guest agent (or from ``sources``, labels of
+    ADDRESS_SOURCES, in order); and a list of the errors met on the way."""
     found = {}
     errors = []
-    for label, source in _sources(agent):
+    for label, source in _sources(agent, sources):
         try:
             ifaces = dom.interfaceAddresses(source, 0) or {}
         except libvirt.libvirtError as exc:
@@ -223,6 +234,15 @@ def wait_for_ipv4(dom, macs, timeout, agent_ready):
     )
 
 
+def with_metadata(facts, tree):
+    """``facts`` of ``tree`` with the collection's metadata: ``tags``, and each GPU's ``model``."""
+    meta = read_metadata(tree)
+    facts["tags"] = meta["tags"]
+    for gpu in facts["gpus"]:
+        gpu["model"] = meta["gpus"].get(gpu["address"])
+    return facts
+
+
 def describe(dom, tree=None, addresses=None, agent=False):
     """What kvm_vm and kvm_vm_info return for a domain: its managed fields
     (from the live definition when it runs), state, autostart and addresses.
@@ -233,7 +253,7 @@ def describe(dom, tree=None, addresses=None, agent=False):
     active = bool(dom.isActive())
     if tree is None:
         tree = parse_xml(dom.XMLDesc(0))
-    facts = domain_facts(tree)
+    facts = with_metadata(domain_facts(tree), tree)
     state, _reason = domain_state(dom)
     persistent = bool(dom.isPersistent())
     facts.update(state=state, persistent=persistent, autostart=bool(persistent and dom.autostart()))

@@ -35,7 +35,19 @@ from ansible_collections.iaas.kvm.plugins.module_utils._domain import (
     xml_kib,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import LibvirtModuleError, etree
-from ansible_collections.iaas.kvm.plugins.module_utils._pci import hostdev_element, slot_of, split_pci_address
+from ansible_collections.iaas.kvm.plugins.module_utils._passthrough import (
+    apply_maxphysaddr,
+    apply_vfs,
+    apply_vgpus,
+    is_vgpu_hostdev,
+)
+from ansible_collections.iaas.kvm.plugins.module_utils._pci import (
+    guest_address,
+    hostdev_element,
+    slot_of,
+    split_pci_address,
+)
+from ansible_collections.iaas.kvm.plugins.module_utils._topology import apply_cells, place_devices
 
 _TARGET_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "usb": "sd", "ide": "hd"}
 _DEFAULT_BUS = {"disk": "virtio", "cdrom": "scsi"}
@@ -57,13 +69,13 @@ def _remove(node):
 def creation_defaults(spec, default_domain_type):
     """``spec`` plus what a new domain needs and the user left out.
 
-    One vCPU; the domain type the host supports; GPU VMs on q35 with UEFI.
-    Everything else stays unset, so libvirt's defaults apply.
+    One vCPU; the domain type the host supports; VMs with GPUs, vGPUs or VFs on q35
+    with UEFI. Everything else stays unset, so libvirt's defaults apply.
     """
     spec = dict(spec)
     spec.setdefault("vcpus", 1)
     spec.setdefault("domain_type", default_domain_type)
-    if spec.get("gpus"):
+    if spec.get("gpus") or spec.get("vgpus") or spec.get("vfs"):
         spec.setdefault("machine", "q35")
         spec.setdefault("firmware", "uefi")
     return spec
@@ -312,31 +324,10 @@ def _apply_disks(root, devices, spec):
         return
     existing = devices.findall("disk")
     seed_el = next((d for d in existing if is_seed_disk(d)), None)
-    regular = [d for d in existing if d is not seed_el]
     if "disks" in spec:
-        keep = []
-        for want in spec["disks"]:
-            match = next((d for d in regular if d not in keep and same_source(disk_facts(d), want)), None)
-            if match is not None:
-                keep.append(match)
-        for disk in regular:
-            if disk not in keep:
-                devices.remove(disk)
-        used = {t.get("dev") for t in devices.findall("disk/target")}
-        for want, disk in _pair(spec["disks"], keep):
-            if disk is None:
-                devices.append(_new_disk(want, used))
-            else:
-                _update_disk(disk, want, used)
+        _apply_regular_disks(devices, [d for d in existing if d is not seed_el], spec["disks"])
     if "cloudinit_seed" in spec:
-        want = dict(spec["cloudinit_seed"], device="cdrom", bus=None)
-        used = {t.get("dev") for t in devices.findall("disk/target")}
-        if seed_el is not None and not same_source(disk_facts(seed_el), want):
-            used.discard(disk_facts(seed_el)["target"])
-            devices.remove(seed_el)
-            seed_el = None
-        if seed_el is None:
-            devices.append(_new_disk(want, used, alias=SEED_ALIAS))
+        _apply_seed_disk(devices, seed_el, spec["cloudinit_seed"])
     # Per-device boot order and <os><boot dev=…> exclude each other.
     if root.find("./devices/disk/boot") is not None:
         for boot in root.findall("./os/boot"):
@@ -345,6 +336,36 @@ def _apply_disks(root, devices, spec):
     # with the cloud kernels, which lack the LSI driver that libvirt picks otherwise.
     if root.find("./devices/disk/target[@bus='scsi']") is not None and devices.find("controller[@type='scsi']") is None:
         etree.SubElement(devices, "controller", type="scsi", index="0", model="virtio-scsi")
+
+
+def _apply_regular_disks(devices, regular, wanted):
+    """Keep the disks whose source is wanted (updated), remove the others, add the new ones."""
+    keep = []
+    for want in wanted:
+        match = next((d for d in regular if d not in keep and same_source(disk_facts(d), want)), None)
+        if match is not None:
+            keep.append(match)
+    for disk in regular:
+        if disk not in keep:
+            devices.remove(disk)
+    used = {t.get("dev") for t in devices.findall("disk/target")}
+    for want, disk in _pair(wanted, keep):
+        if disk is None:
+            devices.append(_new_disk(want, used))
+        else:
+            _update_disk(disk, want, used)
+
+
+def _apply_seed_disk(devices, seed_el, seed):
+    """The seed as a cdrom, replaced when its source changed."""
+    want = dict(seed, device="cdrom", bus=None)
+    used = {t.get("dev") for t in devices.findall("disk/target")}
+    if seed_el is not None and not same_source(disk_facts(seed_el), want):
+        used.discard(disk_facts(seed_el)["target"])
+        devices.remove(seed_el)
+        seed_el = None
+    if seed_el is None:
+        devices.append(_new_disk(want, used, alias=SEED_ALIAS))
 
 
 def _pair(wanted, kept):
@@ -435,6 +456,8 @@ def _apply_gpus(root, devices, spec):
             )
     present = {}
     for hostdev in devices.findall("hostdev[@type='pci']"):
+        if is_vgpu_hostdev(hostdev):
+            continue  # a vGPU of vgpus
         address = hostdev_address(hostdev)
         if address not in wanted:
             devices.remove(hostdev)
@@ -444,25 +467,33 @@ def _apply_gpus(root, devices, spec):
     slots = {}
     for address in sorted(wanted):
         if address not in present:
-            slots.setdefault(slot_of(address), []).append(address)
+            # Functions of a host slot share a guest slot; a VF (its own group) stands alone.
+            slots.setdefault(wanted[address].get("group") or slot_of(address), []).append(address)
     for slot in sorted(slots):
         functions = sorted(slots[slot], key=lambda a: split_pci_address(a)[3])
         index = _next_pci_index(devices)
         etree.SubElement(devices, "controller", type="pci", index=str(index), model="pcie-root-port")
         for guest_function, address in enumerate(functions):
             hostdev = hostdev_element(address, managed=wanted[address]["managed"])
-            guest = etree.SubElement(
-                hostdev,
-                "address",
-                type="pci",
-                domain="0x0000",
-                bus="0x%02x" % index,
-                slot="0x00",
-                function="0x%x" % guest_function,
-            )
-            if guest_function == 0 and len(functions) > 1:
-                guest.set("multifunction", "on")
+            guest_address(hostdev, index, 0, guest_function, multifunction=guest_function == 0 and len(functions) > 1)
             devices.append(hostdev)
+
+
+def _apply_topology(root, devices, spec):
+    """topology host: NUMA cells and devices on expander buses (``_topology``); flat: neither."""
+    if "topology" not in spec:
+        return
+    topology = spec["topology"]
+    if topology is not None:
+        machine = root.find("./os/type").get("machine") or ""
+        if machine_family(machine) != "q35":
+            raise LibvirtModuleError(
+                "topology host needs a q35 machine (PCIe expander buses); this VM uses %s."
+                % (machine or "the default machine")
+            )
+    apply_cells(root, topology, keep_binding="numa_node" in spec)
+    cells = {d["id"]: d["cell"] for d in topology["devices"]} if topology else {}
+    place_devices(devices, topology, cells)
 
 
 # --- consoles, agent, graphics -------------------------------------------------
@@ -545,6 +576,10 @@ def build_domain(name, spec, current=None, hints=None):
     _apply_disks(root, devices, spec)
     _apply_interfaces(devices, spec)
     _apply_gpus(root, devices, spec)
+    apply_vfs(devices, spec, hints.get("vf_managed", {}))
+    apply_vgpus(devices, spec)
+    _apply_topology(root, devices, spec)
+    apply_maxphysaddr(root, spec)
     _apply_console(devices, spec)
     _apply_agent(devices, spec)
     _apply_graphics(devices, spec)

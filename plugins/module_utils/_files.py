@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: iaas.kvm contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Files the modules write on the host (seeds, modprobe.d configuration)."""
+"""Files the modules write on the host (seeds, the modprobe.d, udev and mdevctl configuration)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -47,3 +47,25 @@ def write_atomic(path, data, mode):
             os.close(handle)
         if temp is not None and os.path.exists(temp):
             os.unlink(temp)
+
+
+def read_text(path):
+    """The text of ``path``, or None when it cannot be read (a file the module has not written yet)."""
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def write_file(path, text):
+    """Write ``text`` to ``path`` atomically (:func:`write_atomic`, mode 0644, the directory made
+    where missing); None removes the file."""
+    if text is None:
+        if os.path.lexists(path):
+            os.remove(path)
+        return
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    write_atomic(path, text.encode("utf-8"), 0o644)

@@ -9,10 +9,14 @@ kvm_gpu_passthrough (which binds). All host I/O goes through
 files below the ``root`` prefix; commands run through a callable the module
 passes in.
 
-The rules (DESIGN.md, "GPU groups"): the other functions of a requested slot
-join the request; PCI bridges in an IOMMU group stay on their driver; any other
-device of the group on a host driver (not vfio-pci or pci-stub) makes the
-request fail unless it is requested too.
+The rules (docs/architecture.md, "GPU groups"): the other functions of a requested slot join the request (a GPU's
+HDMI audio and USB-C functions cannot stay on the host while the GPU leaves);
+PCI bridges in an IOMMU group stay on their driver; any other device of the
+group on a host driver (not vfio-pci or pci-stub) makes the request fail unless
+it is requested too, since the whole group goes to the guest at once.
+
+NVSwitches (NVIDIA bridges of class 0x0680 on HGX boards) join the GPUs of
+their board into one NVLink fabric; :func:`boards` says which GPUs share one.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,13 +26,18 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.iaas.kvm.plugins.module_utils._files import write_atomic
+from ansible_collections.iaas.kvm.plugins.module_utils._files import read_text
+from ansible_collections.iaas.kvm.plugins.module_utils._host_devices import HostDeviceError, in_use_refusal
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
+    call,
     call_with_connection,
     domains_using_pci,
+    etree,
     normalise_pci_address,
+    parse_xml,
     to_xml,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._mmio import window_mb
 from ansible_collections.iaas.kvm.plugins.module_utils._pci import hostdev_element, slot_of
 from ansible_collections.iaas.kvm.plugins.module_utils._sysfs import (
     HOST_PROBE_TIMEOUT,
@@ -43,6 +52,9 @@ VFIO_DRIVER = "vfio-pci"
 # Drivers that leave a device harmless to the rest of a group that goes to a guest.
 VFIO_COMPATIBLE_DRIVERS = (VFIO_DRIVER, "pci-stub")
 DISPLAY_CLASSES = {0x0300: "VGA compatible controller", 0x0302: "3D controller"}
+# NVSwitch chips show as "other bridge" devices of NVIDIA.
+NVSWITCH_CLASS = 0x0680
+NVIDIA_VENDOR = "10de"
 # PCI-to-PCI bridges (normal and subtractive decode) stay on their driver (pcieport).
 BRIDGE_CLASSES = (0x0604, 0x0609)
 VENDOR_ALIASES = {"nvidia": "10de", "amd": "1002", "ati": "1002", "intel": "8086"}
@@ -56,7 +68,7 @@ _NOT_HOST_MODULES = ("vfio_pci", "vfio-pci", "pci_stub", "pci-stub")
 _TOOL_DIRS = ("usr/sbin", "sbin", "usr/bin", "bin")
 
 
-class GpuError(Exception):
+class GpuError(HostDeviceError):
     """A request the module cannot or must not carry out, as a sentence."""
 
 
@@ -72,15 +84,12 @@ def is_bridge(device):
     return _base_class(device) in BRIDGE_CLASSES
 
 
-def mmio64_mb(total_bytes):
-    """The 64-bit MMIO window (MiB) for BARs of ``total_bytes``: rounded up to a power of two."""
-    if not total_bytes:
-        return None
-    mib = -(-total_bytes // (1024 * 1024))
-    size = 1
-    while size < mib:
-        size *= 2
-    return size
+def is_nvswitch(device):
+    return device.get("vendor_id") == NVIDIA_VENDOR and (device.get("pci_class") or 0) >> 8 == NVSWITCH_CLASS
+
+
+def bar64_sizes(device):
+    return [b["size"] for b in device["bars"] if b["is_64bit"]]
 
 
 def normalise_vendor(value):
@@ -130,6 +139,39 @@ class HostView:
     def gpus(self):
         return sorted(a for a, d in self.devices.items() if is_display(d))
 
+    def nvswitches(self):
+        return sorted(a for a, d in self.devices.items() if is_nvswitch(d))
+
+    def boards(self):
+        """The NVSwitch boards (HGX): ``[{id, gpus, nvswitches}]``, empty without NVSwitches.
+
+        sysfs does not name the board a GPU sits on. The GPUs of one HGX board are
+        identical SXM modules with the board's subsystem ID, so the board is the largest
+        group of NVIDIA GPUs (physical functions) sharing device and subsystem IDs,
+        together with every NVSwitch of the host (an HGX server has one board's
+        fabric); a PCIe card added to such a host has other IDs and stays out.
+        """
+        switches = self.nvswitches()
+        if not switches:
+            return []
+        groups = {}
+        for address in self.gpus():
+            device = self.devices[address]
+            if device["vendor_id"] != NVIDIA_VENDOR or device["physfn"]:
+                continue
+            key = (device["device_id"], device["subsystem_vendor_id"], device["subsystem_device_id"])
+            groups.setdefault(key, []).append(address)
+        if not groups:
+            return []
+        members = sorted(groups.values(), key=lambda found: (-len(found), found))[0]
+        return [dict(id=0, gpus=members, nvswitches=switches)]
+
+    def board_of(self, address):
+        for board in self.boards():
+            if address in board["gpus"] or address in board["nvswitches"]:
+                return board["id"]
+        return None
+
     def slot_functions(self, address):
         """Every function of ``address``'s slot except bridges, sorted (the GPU's audio, USB-C...).
 
@@ -176,15 +218,43 @@ def hostdev_snippet(view, address):
     )
 
 
+def slot_bars(view, address):
+    """The 64-bit BAR sizes of every function of ``address``'s slot (one guest root port)."""
+    return [size for function in view.slot_functions(address) for size in bar64_sizes(view.devices[function])]
+
+
+def vgpu_types(view, address):
+    """The vGPU types a GPU offers: mediated-device types of the device itself, and for an
+    SR-IOV physical function the NVIDIA vGPU types its VFs can take, each with how many
+    instances are left (VFs that offer the type and have none yet)."""
+    device = view.devices[address]
+    found = [
+        dict(kind="mdev", type=t["type"], name=t["name"], available_instances=t["available_instances"] or 0)
+        for t in device["mdev_types"]
+    ]
+    per_type = {}
+    for vf in view.sysfs.virtual_functions(address) if device["sriov_total_vfs"] else []:
+        vgpu = view.sysfs.nvidia_vgpu(vf)
+        if vgpu is None:
+            continue
+        for entry in vgpu["creatable"]:
+            kind = per_type.setdefault(
+                entry["type"], dict(kind="sriov", type=entry["type"], name=entry["name"], vfs=[])
+            )
+            if vgpu["current_type"] is None:
+                kind["vfs"].append(vf)
+    for entry in sorted(per_type.values(), key=lambda e: int(e["type"])):
+        entry["available_instances"] = len(entry["vfs"])
+        found.append(entry)
+    return found
+
+
 def gpu_facts(view, address, names, used_by=None):
     """The facts kvm_gpu_info returns for one GPU."""
     device = view.devices[address]
     functions = view.slot_functions(address)
-    bar64 = sum(b["size"] for b in device["bars"] if b["is_64bit"])
-    slot_bar64 = sum(b["size"] for f in functions for b in view.devices[f]["bars"] if b["is_64bit"])
-    sriov = None
-    if device["sriov_total_vfs"]:
-        sriov = dict(total_vfs=device["sriov_total_vfs"], num_vfs=device["sriov_num_vfs"] or 0)
+    bar64 = sum(bar64_sizes(device))
+    sriov = view.sysfs.sriov(address)
     members = [_member_facts(view, m, [address]) for m in view.group_members(address)]
     vendor, device_id = device["vendor_id"], device["device_id"]
     refusals = binding_refusals(view, functions, allow_boot_vga=False, allow_acs_override=False)
@@ -212,14 +282,17 @@ def gpu_facts(view, address, names, used_by=None):
         reset_methods=device["reset_methods"],
         bars=device["bars"],
         bar64_bytes=bar64,
-        mmio64_mb=mmio64_mb(slot_bar64),
+        mmio64_mb=window_mb([slot_bars(view, address)]),
         sriov=sriov,
         physfn=device["physfn"],
         mdev_types=device["mdev_types"],
+        vgpu_types=vgpu_types(view, address),
+        vgpu=view.sysfs.nvidia_vgpu(address) if device["physfn"] else None,
+        board=view.board_of(address),
         used_by=used_by,
         passthrough_ready=not refusals,
         refusals=refusals,
-        hostdev_xml=hostdev_snippet(view, address),
+        hostdev_xml=hostdev_snippet(view, address) if etree is not None else None,
     )
 
 
@@ -232,18 +305,68 @@ def gather_gpus(view, users=None):
         wanted.add((device["vendor_id"], device["device_id"]))
     names = pci_names(view.root, wanted)
     gpus = [gpu_facts(view, a, names, None if users is None else users.get(a, [])) for a in addresses]
-    total = sum(
-        b["size"] for gpu in gpus for f in gpu["functions"] for b in view.devices[f["address"]]["bars"] if b["is_64bit"]
-    )
-    return gpus, mmio64_mb(total)
+    slots = {}
+    for address in addresses:
+        slots[tuple(view.slot_functions(address))] = slot_bars(view, address)
+    return gpus, window_mb(list(slots.values()))
+
+
+def nvswitch_facts(view):
+    """The NVSwitches of the host, with the facts a passthrough of them needs."""
+    return [
+        dict(
+            address=address,
+            device_id=view.devices[address]["device_id"],
+            driver=view.devices[address]["driver"],
+            iommu_group=view.devices[address]["iommu_group"],
+            numa_node=view.devices[address]["numa_node"],
+            board=view.board_of(address),
+        )
+        for address in view.nvswitches()
+    ]
+
+
+def board_facts(view):
+    """The boards, each with the NUMA nodes of its GPUs."""
+    return [
+        dict(board, numa_nodes=sorted({view.devices[a]["numa_node"] for a in board["gpus"]} - {None}))
+        for board in view.boards()
+    ]
+
+
+def board_warnings(view, targets):
+    """A sentence per NVSwitch board of which ``targets`` holds some GPUs but not the whole board."""
+    warnings = []
+    for board in view.boards():
+        whole = set(board["gpus"]) | set(board["nvswitches"])
+        taken = sorted(whole & set(targets))
+        if taken and not whole <= set(targets):
+            warnings.append(
+                "%s belong to NVSwitch board %d but its other GPUs and NVSwitches are not passed along: NVLink "
+                "is not available in the guest unless the host runs NVIDIA's shared NVSwitch mode (Fabric Manager "
+                "in a service VM that owns the NVSwitches); pass the whole board with selector board: %d."
+                % (", ".join(taken), board["id"], board["id"])
+            )
+    return warnings
 
 
 # -- requests --------------------------------------------------------------------------
 
 
+def board_devices(view, board_id):
+    """The GPUs and NVSwitches of board ``board_id``."""
+    for board in view.boards():
+        if board["id"] == board_id:
+            return sorted(board["gpus"] + board["nvswitches"])
+    known = ", ".join(str(b["id"]) for b in view.boards()) or "none: the host has no NVSwitch"
+    raise GpuError("There is no NVSwitch board %s on this host (boards: %s)." % (board_id, known))
+
+
 def select_gpus(view, selector, state):
     """GPUs (physical functions) matching ``selector``; with ``count``, those already in
     ``state`` first, then by address, so a second run picks the same ones."""
+    if selector.get("board") is not None:
+        return board_devices(view, selector["board"])
     vendor = normalise_vendor(selector["vendor"]) if selector.get("vendor") else None
     device_id = normalise_device_id(selector["device"]) if selector.get("device") else None
     node = selector.get("numa_node")
@@ -368,15 +491,18 @@ def binding_refusals(view, targets, allow_boot_vga, allow_acs_override):
 
 
 def guests_using(uri, addresses):
-    """``({address: [running guests]}, None)``, or ``(None, sentence)`` when libvirt at ``uri`` cannot be asked."""
-    return call_with_connection(uri, lambda conn: {a: domains_using_pci(conn, a) for a in addresses})
+    """``(({address: [running guests]}, host capabilities), None)``, or ``(None, sentence)`` when
+    libvirt at ``uri`` cannot be asked."""
+
+    def ask(conn):
+        users = {a: call("ask libvirt which running guests use %s" % a, domains_using_pci, conn, a) for a in addresses}
+        return users, parse_xml(call("read the host capabilities", conn.getCapabilities))
+
+    return call_with_connection(uri, ask)
 
 
 def guest_refusal(address, users):
-    return "Refusing to change the driver of %s: the running guest(s) %s use it; stop them first." % (
-        address,
-        ", ".join(users),
-    )
+    return in_use_refusal("change the driver of", address, users)
 
 
 def vfio_load_refusal(view):
@@ -395,49 +521,53 @@ def binding_state(device):
     return dict(driver=device["driver"], driver_override=device["driver_override"])
 
 
-def plan_binding(view, targets, state):
+def plan_binding(view, targets, state, devices=None):
     """``(steps, predicted)``: the sysfs writes that bring ``targets`` to ``state`` (each a dict
-    with address, path, value and what to wait for after it) and the binding they lead to."""
+    with address, path, value and what to wait for after it) and the binding they lead to.
+    ``devices`` may stand in for ``view.devices`` (devices the kernel has yet to create)."""
     sysfs = view.sysfs
     steps = []
     predicted = {}
     for address in targets:
-        device = view.devices[address]
+        device = (devices or view.devices)[address]
         driver, override = device["driver"], device["driver_override"]
         after = binding_state(device)
         if state == "vfio":
+            action = "bind %s to vfio-pci" % address
             if override != VFIO_DRIVER:
-                steps.append(dict(address=address, path=sysfs.override_path(address), value=VFIO_DRIVER, wait=None))
+                steps.append(_step(address, sysfs.override_path(address), VFIO_DRIVER, None, action))
             if driver != VFIO_DRIVER:
                 if driver:
-                    steps.append(dict(address=address, path=sysfs.unbind_path(driver), value=address, wait="unbound"))
-                steps.append(dict(address=address, path=sysfs.probe_path(), value=address, wait="vfio"))
+                    steps.append(_step(address, sysfs.unbind_path(driver), address, "unbound", action))
+                steps.append(_step(address, sysfs.probe_path(), address, "vfio", action))
             after = dict(driver=VFIO_DRIVER, driver_override=VFIO_DRIVER)
         else:
+            action = "return %s to its host driver" % address
             if override is not None:
                 # A lone newline clears driver_override (an empty write would not reach the kernel).
-                steps.append(dict(address=address, path=sysfs.override_path(address), value="\n", wait=None))
+                steps.append(_step(address, sysfs.override_path(address), "\n", None, action))
                 after["driver_override"] = None
             if driver in VFIO_COMPATIBLE_DRIVERS:
-                steps.append(dict(address=address, path=sysfs.unbind_path(driver), value=address, wait="unbound"))
+                steps.append(_step(address, sysfs.unbind_path(driver), address, "unbound", action))
             if driver in VFIO_COMPATIBLE_DRIVERS or (driver is None and override is not None):
-                steps.append(dict(address=address, path=sysfs.probe_path(), value=address, wait="host"))
+                steps.append(_step(address, sysfs.probe_path(), address, "host", action))
                 # Which host driver claims it is the kernel's choice; unknown until it probes.
                 after["driver"] = None
         predicted[address] = after
     return steps, predicted
 
 
-def run_steps(sysfs, steps, done):
-    """Carry out ``steps`` in order, waiting for the kernel after each bind or unbind.
+def _step(address, path, value, wait, action):
+    return dict(address=address, path=path, value=value, wait=wait, action=action)
 
-    Appends each write to ``done`` as it happens (so a failure still reports
-    what was written) and returns the addresses no host driver claimed.
-    """
+
+def run_steps(sysfs, steps, write):
+    """Carry out ``steps`` in order through ``write(path, value, action)`` (which records
+    each write as it happens, so a failure still reports what was written), waiting for
+    the kernel after each bind or unbind; return the addresses no host driver claimed."""
     unclaimed = []
     for step in steps:
-        sysfs.write(step["path"], step["value"])
-        done.append(dict(path=step["path"], value=step["value"]))
+        write(step["path"], step["value"], step["action"])
         address = step["address"]
         if step["wait"] == "unbound":
             sysfs.wait_for_driver(address, lambda driver: driver is None)
@@ -472,14 +602,6 @@ def read_persistent(path):
             modules = match.group(2)
             entries[match.group(1)] = [] if modules == "-" else modules.split(",")
     return entries
-
-
-def read_text(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except OSError:
-        return None
 
 
 def render_persistent(entries):
@@ -558,15 +680,3 @@ def initramfs_command(root):
             if os.path.isfile(os.path.join(root, directory, tool)):
                 return argv
     return None
-
-
-def write_file(path, text):
-    """Write ``text`` to ``path`` atomically (a temporary file renamed over it); None removes it."""
-    if text is None:
-        if os.path.lexists(path):
-            os.remove(path)
-        return
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    write_atomic(path, text.encode("utf-8"), 0o644)

@@ -17,8 +17,6 @@ import contextlib
 import re
 import traceback
 
-from ansible.module_utils.basic import missing_required_lib
-
 LIBVIRT_IMPORT_ERROR = None
 LXML_IMPORT_ERROR = None
 try:
@@ -46,6 +44,9 @@ class LibvirtModuleError(Exception):
 
 def check_libraries(module, need_lxml=True):
     """Fail the module with ansible's standard message when a library is missing."""
+    # Imported here, so that module_utils without a module (tests/hardware) need no Ansible.
+    from ansible.module_utils.basic import missing_required_lib
+
     if libvirt is None:
         module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
     if need_lxml and etree is None:
@@ -96,7 +97,8 @@ def call_with_connection(uri, work):
 
 
 class ModuleManager:
-    """The common part of a module's manager (STYLE.md: read, compare, apply).
+    """The common part of a module's manager: read the current state, compare it
+    with the task, apply the difference (docs/architecture.md shows the shape).
 
     Holds the module, the connection and the task's parameters, a
     DifferenceTracker-style ``tracker`` (given by the subclass), what was done

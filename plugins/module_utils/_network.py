@@ -149,6 +149,7 @@ def _validate_ipv4(ipv4):
     lease = parse_lease_time(dhcp.get("lease_time"))
     hosts = []
     seen = dict(mac={}, ip={}, name={})
+    # hosts omitted (None): the reservations are not managed (see fill_unmanaged).
     for index, host in enumerate(dhcp.get("hosts") or []):
         what = "ipv4.dhcp.hosts[%d]" % index
         if not host.get("mac"):
@@ -168,7 +169,7 @@ def _validate_ipv4(ipv4):
             seen[key][value] = what
         hosts.append(dict(mac=mac, ip=str(ip), name=name))
     ranges = [dict(start=str(start), end=str(end), lease_time=lease)]
-    result["dhcp"] = dict(ranges=ranges, hosts=_sorted_hosts(hosts))
+    result["dhcp"] = dict(ranges=ranges, hosts=None if dhcp.get("hosts") is None else _sorted_hosts(hosts))
     return result
 
 
@@ -198,7 +199,7 @@ def _validate_dns(dns):
     forwarders = [str(_any_ip(addr, "The DNS forwarder")) for addr in dns.get("forwarders") or []]
     if len(set(forwarders)) != len(forwarders):
         _fail("dns.forwarders lists an address twice.")
-    return dict(hosts=_sorted_dns_hosts(hosts), forwarders=forwarders)
+    return dict(hosts=None if dns.get("hosts") is None else _sorted_dns_hosts(hosts), forwarders=forwarders)
 
 
 def validate_spec(params):
@@ -619,6 +620,27 @@ def keep_identity(tree, current):
 # ---------------------------------------------------------------------------
 # Comparison
 # ---------------------------------------------------------------------------
+
+
+def fill_unmanaged(spec, current):
+    """``spec`` with the lists it leaves unmanaged taken from ``current``.
+
+    A task that omits ``ipv4.dhcp.hosts`` or ``dns.hosts`` (None in the spec)
+    does not manage them: the entries of ``current`` (a parsed definition, or
+    None for a new network) stay as they are, e.g. those that kvm_network_host
+    adds one at a time. An empty list still means "none".
+    """
+    spec = copy.deepcopy(spec)
+    current = current or {}
+    dhcp = (spec.get("ipv4") or {}).get("dhcp")
+    if dhcp is not None and dhcp.get("hosts") is None:
+        dhcp["hosts"] = copy.deepcopy(((current.get("ipv4") or {}).get("dhcp") or {}).get("hosts") or [])
+    dns = spec.get("dns")
+    if dns is not None and dns.get("hosts") is None:
+        # DNS records need the network's own IPv4 address (its dnsmasq).
+        kept = (current.get("dns") or {}).get("hosts") if spec.get("ipv4") else None
+        dns["hosts"] = copy.deepcopy(kept or [])
+    return spec
 
 
 def flatten(spec, with_other=False, with_bridge=True):

@@ -46,6 +46,23 @@ def hostdev_element(address, managed=True):
     return hostdev
 
 
+def guest_address(parent, bus, slot=0, function=0, multifunction=False):
+    """Append the guest-side ``<address type='pci'>`` (domain 0, ``bus``, ``slot``, ``function``;
+    ``multifunction='on'`` where asked) to ``parent``, a device or controller element."""
+    address = etree.SubElement(
+        parent,
+        "address",
+        type="pci",
+        domain="0x0000",
+        bus="0x%02x" % bus,
+        slot="0x%02x" % slot,
+        function="0x%x" % function,
+    )
+    if multifunction:
+        address.set("multifunction", "on")
+    return address
+
+
 _NODE_NAME_RE = re.compile(r"^pci_([0-9a-f]{4})_([0-9a-f]{2})_([0-9a-f]{2})_([0-7])$")
 
 
@@ -74,3 +91,18 @@ def slot_functions(host_functions, address):
 def node_device_driver(device):
     """The host driver a PCI node device is bound to (``vfio-pci``, ``nvidia``…) or None."""
     return parse_xml(device.XMLDesc(0)).findtext("./driver/name")
+
+
+def node_device_model(device):
+    """``10de:2330``: the PCI vendor and device IDs of a PCI node device, or None."""
+    capability = parse_xml(device.XMLDesc(0)).find("./capability[@type='pci']")
+    if capability is None:
+        return None
+    ids = []
+    for tag in ("vendor", "product"):
+        element = capability.find(tag)
+        try:
+            ids.append("%04x" % int(element.get("id"), 16))
+        except (AttributeError, TypeError, ValueError):
+            return None
+    return ":".join(ids)

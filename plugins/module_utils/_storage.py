@@ -15,6 +15,7 @@ import json
 import os
 import stat
 import struct
+import time
 
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     LibvirtModuleError,
@@ -43,10 +44,30 @@ def get_pool(conn, name, must_be_active=True):
         if not pool.isActive():
             raise LibvirtModuleError("The storage pool %r is not active." % name)
         try:
-            pool.refresh(0)
+            refresh_pool(pool)
         except libvirt.libvirtError as exc:
             raise LibvirtModuleError("Cannot refresh storage pool %r: %s" % (name, error_message(exc))) from exc
     return pool
+
+
+def refresh_pool(pool, attempts=50, delay=0.2):
+    """Refresh ``pool``, so that files made outside libvirt show up; True when it was.
+
+    libvirt refuses while a volume of the pool is being built or uploaded
+    ("has asynchronous jobs running"), as happens when tasks run in parallel on
+    one hypervisor. Then wait a little for the other job and, if it still runs,
+    go on with libvirt's own list, which already holds every volume libvirt made.
+    Other errors are raised.
+    """
+    for _attempt in range(attempts):
+        try:
+            pool.refresh(0)
+            return True
+        except libvirt.libvirtError as exc:
+            if "asynchronous jobs" not in (exc.get_error_message() or ""):
+                raise
+            time.sleep(delay)
+    return False
 
 
 def pool_target_path(pool):

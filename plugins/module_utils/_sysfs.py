@@ -50,6 +50,10 @@ _IOMMU_FLAG_RE = re.compile(
 SYSFS_ARGUMENT_SPEC = dict(root=dict(type="path", default="/"), sysfs_root=dict(type="path"))
 
 
+# ``ID : name`` lines of NVIDIA's creatable_vgpu_types (a header line comes first).
+_VGPU_TYPE_LINE_RE = re.compile(r"^\s*(\d+)\s*:\s*(\S.*)$")
+
+
 class SysfsError(Exception):
     """A write to sysfs that the kernel refused, as a sentence."""
 
@@ -152,6 +156,82 @@ class Sysfs:
             modalias=attr("modalias"),
         )
 
+    # -- SR-IOV and vGPU -------------------------------------------------------
+
+    def virtual_functions(self, address):
+        """The addresses of a physical function's enabled VFs (its ``virtfn<N>`` links), in VF order."""
+        found = []
+        for name in self.listdir("bus", "pci", "devices", address):
+            if name.startswith("virtfn") and name[6:].isdigit():
+                target = self.link_name("bus", "pci", "devices", address, name)
+                if target and _ADDRESS_RE.match(target):
+                    found.append((int(name[6:]), target))
+        return [target for _index, target in sorted(found)]
+
+    def sriov(self, address):
+        """A physical function's SR-IOV attributes, or None for a device without SR-IOV."""
+        total = self.read_int("bus", "pci", "devices", address, "sriov_totalvfs")
+        if not total:
+            return None
+        autoprobe = self.read_int("bus", "pci", "devices", address, "sriov_drivers_autoprobe")
+        return dict(
+            total_vfs=total,
+            num_vfs=self.read_int("bus", "pci", "devices", address, "sriov_numvfs") or 0,
+            vfs=self.virtual_functions(address),
+            drivers_autoprobe=None if autoprobe is None else bool(autoprobe),
+            vf_device_id=self.read("bus", "pci", "devices", address, "sriov_vf_device"),
+        )
+
+    def numvfs_path(self, address):
+        return self.path("bus", "pci", "devices", address, "sriov_numvfs")
+
+    def autoprobe_path(self, address):
+        return self.path("bus", "pci", "devices", address, "sriov_drivers_autoprobe")
+
+    def nvidia_vgpu(self, address):
+        """NVIDIA's vGPU attributes of a virtual function (``nvidia/current_vgpu_type`` and
+        ``nvidia/creatable_vgpu_types``), or None where the driver offers none."""
+        text = self.read("bus", "pci", "devices", address, "nvidia", "creatable_vgpu_types")
+        current = self.read_int("bus", "pci", "devices", address, "nvidia", "current_vgpu_type")
+        if text is None and current is None:
+            return None
+        creatable = []
+        for line in (text or "").splitlines():
+            match = _VGPU_TYPE_LINE_RE.match(line)
+            if match:
+                creatable.append(dict(type=match.group(1), name=match.group(2).strip()))
+        return dict(current_type=str(current) if current else None, creatable=creatable)
+
+    def vgpu_type_path(self, address):
+        return self.path("bus", "pci", "devices", address, "nvidia", "current_vgpu_type")
+
+    def mdev_devices(self):
+        """``{uuid: {parent, type}}`` of the mediated devices in /sys/bus/mdev/devices."""
+        result = {}
+        for uuid in self.listdir("bus", "mdev", "devices"):
+            try:
+                real = os.path.realpath(self.path("bus", "mdev", "devices", uuid))
+            except OSError:
+                continue
+            parent = os.path.basename(os.path.dirname(real))
+            result[uuid.lower()] = dict(
+                parent=parent if _ADDRESS_RE.match(parent) else None,
+                type=self.link_name("bus", "mdev", "devices", uuid, "mdev_type"),
+            )
+        return result
+
+    def mdev_create_path(self, address, mdev_type):
+        return self.path("bus", "pci", "devices", address, "mdev_supported_types", mdev_type, "create")
+
+    def mdev_remove_path(self, uuid):
+        return self.path("bus", "mdev", "devices", uuid, "remove")
+
+    # -- NUMA ------------------------------------------------------------------
+
+    def node_cpus(self, node):
+        """The CPU list of host NUMA node ``node`` (``0-55,112-167``), or None."""
+        return self.read("devices", "system", "node", "node%d" % node, "cpulist") or None
+
     def _physfn(self, address):
         name = self.link_name("bus", "pci", "devices", address, "physfn")
         return name if name and _ADDRESS_RE.match(name) else None
@@ -249,17 +329,27 @@ class Sysfs:
         A real kernel binds and unbinds before the write returns; waiting keeps
         the module right where probing finishes a moment later.
         """
+        return self.wait_for(
+            lambda: self.driver(address),
+            accept,
+            lambda driver: (
+                "%s is bound to %s %.0f seconds after the request, not as asked."
+                % (address, driver or "no driver", timeout)
+            ),
+            timeout,
+        )
+
+    def wait_for(self, read, accept, failure, timeout=SETTLE_TIMEOUT):
+        """Poll ``read()`` until ``accept(value)``; return the value, or raise SysfsError with
+        ``failure(value)`` after ``timeout`` seconds (a real kernel is done when the write returns)."""
         deadline = time.monotonic() + timeout
         delay = 0.005
         while True:
-            driver = self.driver(address)
-            if accept(driver):
-                return driver
+            value = read()
+            if accept(value):
+                return value
             if time.monotonic() >= deadline:
-                raise SysfsError(
-                    "%s is bound to %s %.0f seconds after the request, not as asked."
-                    % (address, driver or "no driver", timeout)
-                )
+                raise SysfsError(failure(value))
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
 

@@ -17,7 +17,11 @@ description:
     3D controllers) with its IDs and names (where the host has a C(pci.ids) database), driver,
     C(driver_override), the other functions of its slot, its IOMMU group and every member of the group
     with its driver and class, NUMA node and local CPUs, C(boot_vga), reset methods, BAR sizes, SR-IOV
-    virtual functions, mediated-device (vGPU) types and the running libvirt guests that use it.
+    virtual functions, the vGPU types it offers (mediated-device types, and NVIDIA's C(creatable_vgpu_types)
+    of its virtual functions) and the running libvirt guests that use it.
+  - Returns the NVSwitches (NVIDIA bridges of class 0x0680 on HGX boards) and the boards, the GPUs that
+    NVSwitches join into one NVLink fabric; M(iaas.kvm.kvm_gpu_passthrough)'s C(selector.board) takes a
+    whole board.
   - Returns the IOMMU state with its evidence (IOMMU units in C(/sys/class/iommu), populated
     C(/sys/kernel/iommu_groups), the kernel command line flags).
   - For each GPU, the reasons M(iaas.kvm.kvm_gpu_passthrough) would refuse to bind it (empty when it
@@ -33,6 +37,9 @@ extends_documentation_fragment:
 notes:
   - libvirt at O(uri) is asked only which running guests use the GPUs; when it cannot be reached, RV(gpus[].used_by)
     is null and the module warns.
+  - sysfs does not name the board a GPU sits on. The module takes as one board every NVSwitch of the host with
+    the largest group of NVIDIA GPUs that share device and subsystem IDs (an HGX board's SXM modules); a host
+    without NVSwitches has no board. A PCIe card in such a host has other IDs and stays out of the board.
 seealso:
   - module: iaas.kvm.kvm_gpu_passthrough
   - module: iaas.kvm.kvm_vm
@@ -101,6 +108,70 @@ vfio_pci_loaded:
   returned: always
   type: bool
   sample: true
+phys_bits:
+  description:
+    - The physical address width of the host's CPUs (from libvirt's host capabilities, else C(/proc/cpuinfo)),
+      the most a guest's C(<maxphysaddr>) can have; null when unknown.
+  returned: always
+  type: int
+  sample: 46
+nvswitches:
+  description: The NVSwitches of the host.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    address:
+      description: PCI address.
+      type: str
+      sample: "0000:05:00.0"
+    device_id:
+      description: PCI device ID.
+      type: str
+      sample: 22a3
+    driver:
+      description: The bound driver, null for none.
+      type: str
+      sample: nvidia
+    iommu_group:
+      description: Its IOMMU group (each NVSwitch sits in one of its own).
+      type: int
+      sample: 70
+    numa_node:
+      description: Its NUMA node, null where the host has none.
+      type: int
+      sample: 0
+    board:
+      description: The board it belongs to.
+      type: int
+      sample: 0
+boards:
+  description:
+    - The NVSwitch boards. Passing all their GPUs and NVSwitches to one VM gives it NVLink; passing a part does
+      only where the host runs NVIDIA's shared NVSwitch mode (Fabric Manager in a service VM that owns the NVSwitches).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: The board's number, for M(iaas.kvm.kvm_gpu_passthrough)'s C(selector.board).
+      type: int
+      sample: 0
+    gpus:
+      description: Addresses of its GPUs.
+      type: list
+      elements: str
+      sample: ["0000:18:00.0", "0000:2a:00.0"]
+    nvswitches:
+      description: Addresses of its NVSwitches.
+      type: list
+      elements: str
+      sample: ["0000:05:00.0"]
+    numa_nodes:
+      description: The NUMA nodes its GPUs sit on.
+      type: list
+      elements: int
+      sample: [0, 1]
 mmio64_mb:
   description:
     - The 64-bit MMIO window in MiB for a guest that gets all the GPUs (the sum of their 64-bit BARs,
@@ -209,18 +280,40 @@ gpus:
       type: int
       sample: 262144
     sriov:
-      description: SR-IOV virtual functions (C(total_vfs), C(num_vfs) enabled), null for a device without SR-IOV.
+      description:
+        - SR-IOV of a physical function, null for a device without SR-IOV (and for a virtual function) -
+          C(total_vfs), C(num_vfs) enabled, C(vfs) (their addresses), C(drivers_autoprobe) (whether the kernel
+          binds new VFs to a host driver) and C(vf_device_id). M(iaas.kvm.kvm_sriov) sets the count.
       type: dict
-      sample: null
+      sample: {total_vfs: 32, num_vfs: 4, vfs: ["0000:41:00.4", "0000:41:00.5", "0000:41:00.6", "0000:41:00.7"], drivers_autoprobe: true, vf_device_id: 26b9}
     physfn:
       description: For a virtual function, the address of its physical function.
       type: str
       sample: null
     mdev_types:
-      description: Mediated device (vGPU) types, with C(type), C(name) and C(available_instances).
+      description: Mediated device (vGPU) types of the device itself, with C(type), C(name) and C(available_instances).
       type: list
       elements: dict
       sample: []
+    vgpu_types:
+      description:
+        - Every vGPU type the GPU offers, for M(iaas.kvm.kvm_vgpu) - C(kind) V(mdev) (a mediated-device type of the
+          device) or V(sriov) (an NVIDIA vGPU type its virtual functions offer in C(nvidia/creatable_vgpu_types)),
+          C(type) (the mdev type or the vGPU type ID), C(name), C(available_instances) (for V(sriov), the VFs in
+          C(vfs) that offer it and have no vGPU yet).
+      type: list
+      elements: dict
+      sample: [{kind: sriov, type: "1155", name: NVIDIA L40S-48Q, available_instances: 16, vfs: ["0000:41:00.4"]}]
+    vgpu:
+      description:
+        - For an NVIDIA virtual function, its vGPU - C(current_type) (null for none) and C(creatable) (the types
+          it can take now, each with C(type) and C(name)); null otherwise.
+      type: dict
+      sample: null
+    board:
+      description: The NVSwitch board the GPU belongs to (see RV(boards)), null for none.
+      type: int
+      sample: null
     used_by:
       description: Running libvirt guests with the GPU as a hostdev; null when libvirt could not be asked.
       type: list
@@ -250,8 +343,15 @@ gpus:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.iaas.kvm.plugins.module_utils._gpu import HostView, gather_gpus, guests_using
+from ansible_collections.iaas.kvm.plugins.module_utils._gpu import (
+    HostView,
+    board_facts,
+    gather_gpus,
+    guests_using,
+    nvswitch_facts,
+)
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import URI_ARGUMENT_SPEC, check_libraries
+from ansible_collections.iaas.kvm.plugins.module_utils._mmio import host_phys_bits
 from ansible_collections.iaas.kvm.plugins.module_utils._sysfs import SYSFS_ARGUMENT_SPEC, sysfs_from_params
 
 
@@ -263,18 +363,24 @@ def main():
     view = HostView(sysfs_from_params(module.params), module.params["root"])
 
     users = None
+    capabilities = None
     addresses = view.gpus()
     if addresses:
-        users, error = guests_using(module.params["uri"], addresses)
+        found, error = guests_using(module.params["uri"], addresses)
         if error:
             module.warn("Cannot tell which running guests use the GPUs: %s" % error)
+        else:
+            users, capabilities = found
     gpus, window = gather_gpus(view, users)
     module.exit_json(
         changed=False,
         iommu=view.iommu,
         vfio_pci_loaded=view.vfio_loaded(),
+        phys_bits=host_phys_bits(capabilities, module.params["root"]),
         mmio64_mb=window,
         gpus=gpus,
+        nvswitches=nvswitch_facts(view),
+        boards=board_facts(view),
     )
 
 

@@ -16,8 +16,9 @@ description:
   - Binds the requested PCI devices, and every other function of their slots (a GPU's HDMI audio,
     USB-C and UCSI functions), to C(vfio-pci) through the kernel's C(driver_override) and a
     re-probe (O(state=vfio)), or returns them to the driver the kernel picks for them (O(state=host)).
-  - Checks before it writes anything, and fails with a sentence that names the device and the reason,
-    having changed nothing, when the IOMMU is off; when an IOMMU group of the request holds another
+  - Plans every write first and checks the plan before it writes anything - a refusal fails with a sentence
+    that names the device and the reason, with C(changed=false) and the RV(actions) it would have done, having
+    changed nothing, when the IOMMU is off; when an IOMMU group of the request holds another
     device on a host driver (anything but C(vfio-pci) or C(pci-stub); PCI bridges stay on their driver
     and do not count), unless that device is requested too; for the boot VGA device (the host's console)
     unless O(allow_boot_vga); for a device that a running libvirt guest uses (asked at O(uri); when
@@ -26,7 +27,8 @@ description:
     O(allow_acs_override).
   - Writes nothing when the devices already are as requested. In check mode it writes nothing and
     returns in RV(writes) the exact writes it would make; in diff mode it shows each function's driver
-    before and after.
+    before and after. A failure after a write (the kernel refusing one, the boot-time file) returns
+    C(changed=true) with the RV(actions) and RV(writes) done so far.
   - With O(persistent=true) it also writes the boot-time configuration, a modprobe.d file that binds
     the same functions, by address, at every boot, and rebuilds the initramfs. It never reboots.
 author:
@@ -69,6 +71,14 @@ options:
           - Take this many of the matching GPUs; those already in the requested O(state) count first,
             then the lowest addresses, so a second run picks the same GPUs. Fewer matches fail.
           - All matching GPUs when omitted.
+        type: int
+      board:
+        description:
+          - Every GPU and NVSwitch of this NVSwitch board (an HGX baseboard; M(iaas.kvm.kvm_gpu_info) numbers them in
+            RV(iaas.kvm.kvm_gpu_info#module:boards)), for one VM that gets NVLink between its GPUs.
+          - Excludes the other selector keys. Binding a part of a board warns that NVLink is not available in the
+            guest unless the host runs NVIDIA's shared NVSwitch mode (Fabric Manager in a service VM that owns
+            the NVSwitches), which the module does not set up.
         type: int
   persistent:
     description:
@@ -142,12 +152,20 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+actions:
+  description:
+    - What the run did, in order (in check mode, what it would do; on a refusal, what it would have done; on a
+      failure after a change, what was done).
+  returned: always
+  type: list
+  elements: str
+  sample: ["bind 0000:01:00.0 to vfio-pci", "bind 0000:01:00.1 to vfio-pci", "write /etc/modprobe.d/iaas-kvm-vfio.conf"]
 devices:
   description:
     - The functions of the request (the requested devices and the other functions of their slots), after
       the run. In check mode, what they would be; a function that would go back to the host shows
       C(driver) null there, since the kernel picks its driver when it probes.
-  returned: always
+  returned: success
   type: list
   elements: dict
   contains:
@@ -195,12 +213,12 @@ reboot_required:
   description:
     - Whether this run changed the boot-time configuration (O(persistent)). The devices are bound already;
       the next boot is the first that binds them through the new configuration. The module never reboots.
-  returned: always
+  returned: success
   type: bool
   sample: false
 persistent_file:
   description: The modprobe.d file of O(persistent), null without it.
-  returned: always
+  returned: success
   type: str
   sample: /etc/modprobe.d/iaas-kvm-vfio.conf
 refusals:
@@ -221,8 +239,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._gpu import (
     HostView,
     binding_refusals,
     binding_state,
-    guest_refusal,
-    guests_using,
+    board_warnings,
     host_module,
     initramfs_command,
     plan_binding,
@@ -230,162 +247,160 @@ from ansible_collections.iaas.kvm.plugins.module_utils._gpu import (
     resolve_request,
     run_steps,
     vfio_load_refusal,
-    write_file,
+)
+from ansible_collections.iaas.kvm.plugins.module_utils._host_devices import (
+    HostDeviceManager,
+    Refusal,
+    run_host_module,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import URI_ARGUMENT_SPEC, check_libraries
-from ansible_collections.iaas.kvm.plugins.module_utils._sysfs import SYSFS_ARGUMENT_SPEC, SysfsError, sysfs_from_params
+from ansible_collections.iaas.kvm.plugins.module_utils._sysfs import SYSFS_ARGUMENT_SPEC
+
+SELECTOR_KEYS = ("vendor", "device", "numa_node", "count", "board")
 
 
-class GpuPassthrough:
+class GpuPassthrough(HostDeviceManager):
+    """Plans the binding of the requested functions, refuses what is unsafe, then applies it."""
+
     def __init__(self, module):
-        self.module = module
-        self.params = module.params
-        self.root = self.params["root"]
-        self.sysfs = sysfs_from_params(self.params)
+        super().__init__(module)
         self.state = self.params["state"]
-        self.writes = []
-        self.commands = []
-        self.warnings = []
+        self.view = None
+        self.requested = []
+        self.targets = []
+        self.predicted_bindings = {}
+
+    def plan_all(self):
+        self.validate()
+        self.plan_binding()
+        self.plan_persistent()
+        self.plan_commands()
+
+    # -- plan ---------------------------------------------------------------------------
 
     def validate(self):
+        """What the argument spec cannot declare."""
         devices, selector = self.params["devices"], self.params["selector"]
         if devices is not None and not devices:
             raise GpuError("devices must list at least one PCI address.")
-        if selector is not None:
-            if not any(selector.get(k) is not None for k in ("vendor", "device", "numa_node", "count")):
-                raise GpuError("selector needs at least one of vendor, device, numa_node and count.")
-            if selector.get("count") is not None and selector["count"] < 1:
-                raise GpuError("selector.count must be at least 1, not %d." % selector["count"])
+        if selector is not None and selector.get("count") is not None and selector["count"] < 1:
+            raise GpuError("selector.count must be at least 1, not %d." % selector["count"])
 
-    def run(self):
-        self.validate()
-        view = HostView(self.sysfs, self.root)
-        requested, targets = resolve_request(view, self.params["devices"], self.params["selector"], self.state)
+    def plan_binding(self):
+        self.view = HostView(self.sysfs, self.root)
+        self.requested, self.targets = resolve_request(
+            self.view, self.params["devices"], self.params["selector"], self.state
+        )
+        steps, self.predicted_bindings = plan_binding(self.view, self.targets, self.state)
+        self.plan_steps(steps)
+        if self.state == "vfio":
+            self.warnings.extend(board_warnings(self.view, self.targets))
 
+    def plan_persistent(self):
+        if not self.params["persistent"]:
+            return
+        path, _before, after = plan_persistent(self.view, self.targets, self.state)
+        self.plan_file(path, after)
+        if self.state != "vfio":
+            return
+        for address in self.targets:
+            driver = self.view.devices[address]["driver"]
+            if driver and driver != VFIO_DRIVER and host_module(self.view, address) is None:
+                self.warnings.append(
+                    "The driver %s of %s is built into the kernel; it claims the device at boot "
+                    "before vfio-pci can, so the binding will not survive a reboot." % (driver, address)
+                )
+
+    def plan_commands(self):
+        if self.state == "vfio" and self.steps and not self.view.vfio_loaded():
+            self.commands.append(dict(cmd=["modprobe", VFIO_DRIVER], ran=False))
+            self.plan("load vfio-pci")
+        if not self.file_changed:
+            return
+        initramfs = initramfs_command(self.root)
+        if initramfs is None:
+            self.warnings.append(
+                "No initramfs tool (update-initramfs, dracut) was found; rebuild the initramfs by hand "
+                "if the host driver loads from it."
+            )
+        else:
+            self.commands.append(dict(cmd=initramfs, ran=False))
+            self.plan("rebuild the initramfs")
+
+    # -- refuse -------------------------------------------------------------------------
+
+    def refuse(self):
+        """Raise Refusal, before anything is written, when the plan is unsafe."""
         refusals = []
         if self.state == "vfio":
             refusals.extend(
-                binding_refusals(view, targets, self.params["allow_boot_vga"], self.params["allow_acs_override"])
+                binding_refusals(
+                    self.view, self.targets, self.params["allow_boot_vga"], self.params["allow_acs_override"]
+                )
             )
-            refusal = vfio_load_refusal(view)
+            refusal = vfio_load_refusal(self.view)
             if refusal:
                 refusals.append(refusal)
-        steps, predicted = plan_binding(view, targets, self.state)
-        changing = sorted({step["address"] for step in steps})
-        if changing:
-            users, error = guests_using(self.params["uri"], changing)
-            if error:
-                refusals.append(
-                    "Cannot tell whether a running guest uses %s, so nothing was changed: %s"
-                    % (", ".join(changing), error)
-                )
-            else:
-                refusals.extend(guest_refusal(a, users[a]) for a in changing if users.get(a))
-
-        file_path, file_before, file_after = None, None, None
-        if self.params["persistent"]:
-            file_path, file_before, file_after = plan_persistent(view, targets, self.state)
-            if self.state == "vfio":
-                for address in targets:
-                    driver = view.devices[address]["driver"]
-                    if driver and driver != VFIO_DRIVER and host_module(view, address) is None:
-                        self.warnings.append(
-                            "The driver %s of %s is built into the kernel; it claims the device at boot "
-                            "before vfio-pci can, so the binding will not survive a reboot." % (driver, address)
-                        )
-        file_changed = file_before != file_after
-
+        changing = sorted({step["address"] for step in self.steps})
+        refusals.extend(self.users_refusals(changing, "change the driver of"))
         if refusals:
-            more = " (%d more reasons in refusals)" % (len(refusals) - 1) if len(refusals) > 1 else ""
-            self.module.fail_json(msg=refusals[0] + more, refusals=refusals)
+            raise Refusal(refusals)
 
-        if self.state == "vfio" and steps and not view.vfio_loaded():
-            self.commands.append(dict(cmd=["modprobe", VFIO_DRIVER], ran=False))
-        initramfs = None
-        if file_changed:
-            initramfs = initramfs_command(self.root)
-            if initramfs is None:
-                self.warnings.append(
-                    "No initramfs tool (update-initramfs, dracut) was found; rebuild the initramfs by hand "
-                    "if the host driver loads from it."
-                )
-            else:
-                self.commands.append(dict(cmd=initramfs, ran=False))
+    # -- apply --------------------------------------------------------------------------
 
-        if self.module.check_mode:
-            self.writes = [dict(path=s["path"], value=s["value"]) for s in steps]
-            if file_changed:
-                self.writes.append(dict(path=file_path, value=file_after))
-            after = predicted
-        else:
-            self.apply(steps, file_path, file_after, file_changed)
-            after = {
-                a: dict(driver=self.sysfs.driver(a), driver_override=self.sysfs.driver_override(a)) for a in targets
-            }
-
-        diff = DifferenceTracker()
-        for address in targets:
-            diff.add(address, binding_state(view.devices[address]), after[address])
-        if file_path:
-            diff.add(file_path, file_before, file_after)
-
-        devices = [
-            dict(
-                address=address,
-                requested=address in requested,
-                driver=after[address]["driver"],
-                driver_override=after[address]["driver_override"],
-                iommu_group=view.devices[address]["iommu_group"],
-            )
-            for address in targets
-        ]
-        result = dict(
-            changed=bool(steps) or file_changed,
-            devices=devices,
-            writes=self.writes,
-            commands=self.commands,
-            reboot_required=file_changed,
-            persistent_file=file_path,
-        )
-        if self.module._diff:
-            result["diff"] = diff.diff()
-        for warning in self.warnings:
-            self.module.warn(warning)
-        return result
-
-    def apply(self, steps, file_path, file_after, file_changed):
+    def apply(self):
         for command in self.commands:
             if command["cmd"][0] == "modprobe":
-                self._run(command)
-        unclaimed = run_steps(self.sysfs, steps, self.writes)
-        for address in unclaimed:
+                self.run_command(command, "load vfio-pci")
+        for address in run_steps(self.sysfs, self.steps, self.write):
             self.warnings.append(
                 "No host driver claimed %s after it left vfio-pci; load its driver, then run drivers_probe." % address
             )
-        if file_changed:
-            write_file(file_path, file_after)
-            self.writes.append(dict(path=file_path, value=file_after))
-            for command in self.commands:
-                if command["cmd"][0] != "modprobe":
-                    if self.root == "/":
-                        self._run(command)
-                    else:
-                        self.warnings.append(
-                            "The initramfs of %s was not rebuilt (root is not /); run %s inside it."
-                            % (self.root, " ".join(command["cmd"]))
-                        )
+        if not self.file_changed:
+            return
+        self.apply_file()
+        for command in self.commands:
+            if command["cmd"][0] == "modprobe":
+                continue
+            if self.root == "/":
+                self.run_command(command, "rebuild the initramfs")
+            else:
+                self.warnings.append(
+                    "The initramfs of %s was not rebuilt (root is not /); run %s inside it."
+                    % (self.root, " ".join(command["cmd"]))
+                )
 
-    def _run(self, command):
-        rc, out, err = self.module.run_command(command["cmd"])
-        if rc != 0:
-            raise GpuError(
-                "%s failed (exit code %d): %s" % (" ".join(command["cmd"]), rc, (err or out).strip() or "no output")
-            )
-        command["ran"] = True
+    # -- result -------------------------------------------------------------------------
+
+    def result(self):
+        if self.check:
+            after = self.predicted_bindings
+        else:
+            after = {
+                a: dict(driver=self.sysfs.driver(a), driver_override=self.sysfs.driver_override(a))
+                for a in self.targets
+            }
+        diff = DifferenceTracker()
+        for address in self.targets:
+            diff.add(address, binding_state(self.view.devices[address]), after[address])
+        result = dict(
+            devices=[
+                dict(
+                    address=address,
+                    requested=address in self.requested,
+                    driver=after[address]["driver"],
+                    driver_override=after[address]["driver_override"],
+                    iommu_group=self.view.devices[address]["iommu_group"],
+                )
+                for address in self.targets
+            ],
+            reboot_required=self.file_changed,
+        )
+        return self.finish(result, diff)
 
 
-def main():
-    argument_spec = dict(
+def argument_spec():
+    spec = dict(
         state=dict(type="str", choices=["vfio", "host"], default="vfio"),
         devices=dict(type="list", elements="str"),
         selector=dict(
@@ -395,33 +410,29 @@ def main():
                 device=dict(type="str"),
                 numa_node=dict(type="int"),
                 count=dict(type="int"),
+                board=dict(type="int"),
             ),
+            required_one_of=[SELECTOR_KEYS],
+            mutually_exclusive=[("board", key) for key in SELECTOR_KEYS if key != "board"],
         ),
         persistent=dict(type="bool", default=False),
         allow_boot_vga=dict(type="bool", default=False),
         allow_acs_override=dict(type="bool", default=False),
     )
-    argument_spec.update(SYSFS_ARGUMENT_SPEC)
-    argument_spec.update(URI_ARGUMENT_SPEC)
+    spec.update(SYSFS_ARGUMENT_SPEC)
+    spec.update(URI_ARGUMENT_SPEC)
+    return spec
+
+
+def main():
     module = AnsibleModule(
-        argument_spec=argument_spec,
+        argument_spec=argument_spec(),
         mutually_exclusive=[("devices", "selector")],
         required_one_of=[("devices", "selector")],
         supports_check_mode=True,
     )
     check_libraries(module)
-    manager = GpuPassthrough(module)
-    try:
-        result = manager.run()
-    except (GpuError, SysfsError) as exc:
-        module.fail_json(msg=str(exc), writes=manager.writes, commands=manager.commands)
-    except OSError as exc:
-        module.fail_json(
-            msg="Writing the boot-time configuration failed: %s." % exc,
-            writes=manager.writes,
-            commands=manager.commands,
-        )
-    module.exit_json(**result)
+    run_host_module(module, GpuPassthrough)
 
 
 if __name__ == "__main__":

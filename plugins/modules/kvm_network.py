@@ -157,10 +157,15 @@ options:
                 forced subnet change quickly.
             type: raw
           hosts:
-            description: DHCP reservations (fixed addresses by MAC), changed live.
+            description:
+              - DHCP reservations (fixed addresses by MAC), changed live. The complete list
+                of the network's reservations; V([]) means none.
+              - Omitted, the reservations are not managed and stay as they are, such as those
+                that M(iaas.kvm.kvm_network_host) adds one VM at a time. Give the list here, or
+                manage the entries with kvm_network_host, not both (a list given here removes
+                every reservation it does not hold).
             type: list
             elements: dict
-            default: []
             suboptions:
               mac:
                 description: MAC address of the guest interface.
@@ -181,10 +186,13 @@ options:
     type: dict
     suboptions:
       hosts:
-        description: Extra DNS records (address to names), changed live.
+        description:
+          - Extra DNS records (address to names), changed live. The complete list of the
+            network's records; V([]) means none.
+          - Omitted, the records are not managed and stay as they are, such as those that
+            M(iaas.kvm.kvm_network_host) adds; as for O(ipv4.dhcp.hosts), use one or the other.
         type: list
         elements: dict
-        default: []
         suboptions:
           ip:
             description: IPv4 or IPv6 address.
@@ -223,6 +231,8 @@ notes:
     definition are removed, IPv6 ones are kept. Use O(xml) for IPv6 and more.
 seealso:
   - module: iaas.kvm.kvm_network_info
+  - module: iaas.kvm.kvm_network_host
+    description: One reservation or DNS record at a time, safe for many parallel tasks.
   - name: libvirt network XML format
     description: Every element a network definition can hold.
     link: https://libvirt.org/formatnetwork.html
@@ -421,6 +431,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._network import (
     MODES,
     apply_spec,
     differing_fields,
+    fill_unmanaged,
     flatten,
     keep_identity,
     needs_restart,
@@ -445,8 +456,8 @@ SPEC_FIELDS = ("mode", "bridge", "domain", "mtu", "ipv4", "dns")
 
 
 def _entries(**options):
-    """A list of dictionaries with ``options``, empty by default."""
-    return dict(type="list", elements="dict", default=[], options=options)
+    """A list of dictionaries with ``options``; omitted (None), it is not managed."""
+    return dict(type="list", elements="dict", options=options)
 
 
 def argument_spec():
@@ -567,12 +578,13 @@ class NetworkManager(ModuleManager):
         tree, spec, with_other = self.desired()
         net = lookup(self.conn.networkLookupByName, self.name)
         if net is None:
+            spec = fill_unmanaged(spec, None)
             self.check_bridge(spec, None)
             return self.create(tree if tree is not None else apply_spec(new_network_tree(self.name), spec), spec)
         plan = self.plan(net, tree, spec, with_other)
         self.refuse_unsafe(plan)
         self.apply(plan["steps"])
-        return self.result(net, spec)
+        return self.result(net, plan["live_spec"])
 
     def plan(self, net, tree, spec, with_other):
         """What converging the existing ``net`` takes, read without changing anything:
@@ -582,15 +594,19 @@ class NetworkManager(ModuleManager):
         persistent_el = persistent_tree(net)
         persistent = parse_network(persistent_el)
         live = parse_network(live_tree(net)) if active else None
+        # Host lists the task omits keep each definition's own entries.
+        desired = spec
+        spec = fill_unmanaged(desired, persistent)
+        live_spec = fill_unmanaged(desired, live) if active else spec
         self.check_bridge(spec, live)
 
         want_tree = keep_identity(tree, persistent) if tree is not None else apply_spec(persistent_el, spec)
         config_fields = differing_fields(persistent, spec, with_other)
-        live_fields = differing_fields(live, spec, with_other) if active and want_active else []
-        restart = bool(live_fields) and needs_restart(live, spec, live_fields)
+        live_fields = differing_fields(live, live_spec, with_other) if active and want_active else []
+        restart = bool(live_fields) and needs_restart(live, live_spec, live_fields)
         guests = domains_using_network(self.conn, self.name, running_only=True) if active else []
         autostart = bool(net.autostart()) if net.isPersistent() else False
-        self.track(live if active else persistent, persistent if active else None, spec, with_other, config_fields)
+        self.track(live if active else persistent, persistent if active else None, live_spec, with_other, config_fields)
         self.tracker.add("active", active, want_active)
         self.tracker.add("autostart", autostart, self.params["autostart"])
 
@@ -605,7 +621,7 @@ class NetworkManager(ModuleManager):
             if guests:
                 steps.append(("reattached " + ", ".join(guests), None))
         elif live_fields:
-            ops = live_update_ops(live, spec)
+            ops = live_update_ops(live, live_spec)
             steps.append(("updated live: " + ", ".join(live_fields), lambda: apply_live_updates(self.network(), ops)))
         if want_active and not active:
             steps.append(("started", lambda: self.start(self.network())))
@@ -613,7 +629,12 @@ class NetworkManager(ModuleManager):
             steps.append(("stopped", lambda: self.call("stop network %s" % self.name, self.network().destroy)))
         self.reattached = list(guests) if restart and self.check else []
         return dict(
-            steps=steps, guests=guests, restart=restart, live_fields=live_fields, stop=active and not want_active
+            steps=steps,
+            guests=guests,
+            restart=restart,
+            live_fields=live_fields,
+            stop=active and not want_active,
+            live_spec=live_spec,
         )
 
     def track(self, current, persistent, spec, with_other, config_fields):

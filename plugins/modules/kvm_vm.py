@@ -117,6 +117,8 @@ options:
     description:
       - Host NUMA node to pin the vCPUs and the memory to (strict), usually the node
         of the GPU from M(iaas.kvm.kvm_gpu_info).
+      - With O(topology=host) (the default for a VM with GPUs) it must be the one node
+        the VM's devices sit on; otherwise leave it out, or set O(topology=flat).
     type: int
   hugepages:
     description:
@@ -125,9 +127,85 @@ options:
   mmio64_mb:
     description:
       - Size in MiB of the guest UEFI firmware's 64-bit PCI MMIO window
-        (OVMF's C(X-PciMmio64Mb)), for GPUs with large BARs; use the value
-        M(iaas.kvm.kvm_gpu_info) advises. Only UEFI guests use it.
+        (OVMF's C(X-PciMmio64Mb)), for GPUs with large BARs. Only UEFI guests use it.
+      - Left out, it is computed from the 64-bit BARs of the VM's GPUs, VFs and vGPU VFs
+        that the host's sysfs shows (each root port's window aligned to its largest BAR,
+        the sum rounded up to a power of two, as M(iaas.kvm.kvm_gpu_info) reports it).
+        A value smaller than that is refused.
+      - A BIOS guest whose devices' 64-bit BARs need more than QEMU's default 32 GiB
+        window is refused (SeaBIOS has no such knob); use O(firmware=uefi).
     type: int
+  maxphysaddr:
+    description:
+      - The guest CPU's physical address width (C(<cpu><maxphysaddr>), libvirt 8.7.0 and later),
+        V(passthrough) (the host's width; needs O(cpu_mode=host-passthrough)) or a number
+        of bits (C(emulate)).
+      - Left out, it is set only when the guest's memory and its 64-bit MMIO window reach
+        beyond the 40 bits QEMU gives a guest CPU by default - V(passthrough) with a
+        host-passthrough CPU, else the bits needed. A width smaller than needed, or larger
+        than the host's CPUs have, is refused, and so is a guest that needs more than the
+        host has, or more than 40 bits on a libvirt without C(<maxphysaddr>).
+    type: raw
+  topology:
+    description:
+      - V(host) gives the guest the host's NUMA layout for its passed-through devices, one
+        guest NUMA cell per host NUMA node that the VM's GPUs, VFs and vGPUs sit on (with
+        an even share of the vCPUs and memory, vCPUs pinned to that node's host CPUs,
+        memory bound to it with C(numatune/memnode)) and one C(pcie-expander-bus) per cell,
+        the node's devices behind PCIe root ports on it, so CUDA and NCCL in the guest see
+        which CPUs and memory are near which GPU.
+      - V(flat) puts every device behind a root port on the root complex, without guest NUMA cells.
+      - Left out, a VM whose task gives O(gpus), O(vfs) or O(vgpus) gets V(host) when the host's
+        sysfs shows their NUMA nodes (the host must be the machine the module runs on), else V(flat).
+        Needs a q35 machine. A change takes effect at the next boot (RV(restart_required)).
+    type: str
+    choices: [host, flat]
+  vfs:
+    description:
+      - SR-IOV virtual functions of a NIC (from M(iaas.kvm.kvm_sriov)) as C(<interface type='hostdev'>),
+        each with a fixed MAC where given (libvirt sets it through the physical function; left out,
+        libvirt picks one). GPU VFs for plain passthrough go in O(gpus); vGPU VFs in O(vgpus).
+      - C(managed='no') for a VF already on C(vfio-pci), C(managed='yes') (libvirt binds it at start)
+        otherwise. Given, the list is complete; an empty list detaches all such VFs.
+    type: list
+    elements: dict
+    suboptions:
+      address:
+        description: PCI address of the VF.
+        type: str
+        required: true
+      mac:
+        description: MAC address of the guest's interface.
+        type: str
+  vgpus:
+    description:
+      - vGPUs from M(iaas.kvm.kvm_vgpu) - a mediated device by O(vgpus[].uuid)
+        (C(<hostdev type='mdev' model='vfio-pci'>)), or an NVIDIA VF with a vGPU type by
+        O(vgpus[].address) (a PCI C(<hostdev managed='no'>), the VF staying on the vendor's driver).
+      - Given, the list is complete; an empty list detaches all vGPUs.
+    type: list
+    elements: dict
+    suboptions:
+      uuid:
+        description: UUID of the mediated device.
+        type: str
+      address:
+        description: PCI address of the VF.
+        type: str
+      parent:
+        description:
+          - The GPU of a mediated device, for its NUMA node while the device does not exist yet (check mode
+            after M(iaas.kvm.kvm_vgpu), which returns it); an existing device's parent comes from sysfs.
+        type: str
+  assume_vfio:
+    description:
+      - PCI functions to treat as bound to C(vfio-pci) although sysfs does not show them so (yet) - the
+        devices an earlier task of the same run binds, which in check mode it only predicted
+        (RV(iaas.kvm.kvm_gpu_passthrough#module:devices[].address) of M(iaas.kvm.kvm_gpu_passthrough) or of the
+        iaas.kvm.gpu_host role). They get C(managed='no'), as they will after that binding.
+    type: list
+    elements: str
+    default: []
   disks:
     description:
       - The VM's disks and cdroms, except the cloud-init seed (see O(cloudinit_seed)).
@@ -215,9 +293,27 @@ options:
         device behind its own PCIe root port (q35).
       - A device already bound to C(vfio-pci) (by M(iaas.kvm.kvm_gpu_passthrough)) is
         attached with C(managed=no), others with C(managed=yes) (libvirt binds them at start).
-      - An empty list detaches all host PCI devices.
+      - Where the host's sysfs shows them, the slot's functions come from there (a VF of a GPU
+        stands alone, its own guest device), and so do the NUMA nodes and BAR sizes that
+        O(topology), O(mmio64_mb) and O(maxphysaddr) follow; NVSwitches of a board can be listed
+        too. Passing part of an NVSwitch board warns that NVLink is not available in the guest.
+      - An empty list detaches all host PCI devices (but the vGPUs of O(vgpus)).
+      - The model (PCI vendor:device) of each GPU listed, read from its node device, is recorded
+        in the VM's metadata (see O(tags)), so inventories can group VMs by GPU model without
+        asking the host.
     type: list
     elements: str
+  tags:
+    description:
+      - Labels of the VM, a dict of strings, stored in the domain's C(<metadata>) under the
+        collection's XML namespace C(urn:iaas-kvm:vm:1).
+      - Given, the dict is complete (tags left out are removed, V({}) removes them all); left
+        out, the tags stay as they are.
+      - A change is made with libvirt's metadata API on the live and the persistent definition
+        at once, so a running VM has its new tags at once and needs no restart.
+      - M(iaas.kvm.kvm_vm_info), M(iaas.kvm.kvm_host_info) and the C(iaas.kvm.kvm_vms)
+        inventory plugin read them back.
+    type: dict
   console_log:
     description:
       - File on the hypervisor that records the serial console (the guest's boot
@@ -275,9 +371,13 @@ options:
 extends_documentation_fragment:
   - iaas.kvm.libvirt
   - iaas.kvm.libvirt.attributes
+  - iaas.kvm.sysfs
 notes:
   - A running VM's live definition is compared with its inactive one on every run,
     so RV(restart_required) stays true until the guest has been restarted.
+  - O(root) and O(sysfs_root) say where the module reads the host's sysfs for the facts of
+    passed-through devices (their NUMA nodes, BARs, drivers); libvirt at O(uri) must be the
+    hypervisor the module runs on for those facts to be right.
   - O(wait_for_ip) reads the leases of libvirt networks; a guest on a host bridge
     needs the guest agent (O(guest_agent=true)) for its address.
 seealso:
@@ -355,7 +455,7 @@ EXAMPLES = r"""
     shutdown_timeout: 60
     force_stop: true
 
-- name: A GPU VM (q35 and UEFI by default), pinned to the GPU's NUMA node
+- name: A GPU VM (q35 and UEFI by default) laid out as the host (topology host), its MMIO window computed
   iaas.kvm.kvm_vm:
     name: trainer
     state: running
@@ -364,8 +464,6 @@ EXAMPLES = r"""
     vcpus: 16
     memory: 64GiB
     hugepages: true
-    numa_node: 1
-    mmio64_mb: 262144
     gpus:
       - "0000:41:00.0"
     disks:
@@ -383,10 +481,36 @@ EXAMPLES = r"""
     disks:
       - volume: efi1.qcow2
 
+- name: Eight GPUs over two NUMA nodes with the board's NVSwitches, a NIC VF with a fixed MAC
+  iaas.kvm.kvm_vm:
+    name: train8
+    cpu_mode: host-passthrough
+    vcpus: 64
+    memory: 1TiB
+    hugepages: true
+    gpus: "{{ host_gpus.boards[0].gpus + host_gpus.boards[0].nvswitches }}"
+    vfs:
+      - address: "0000:3b:02.0"
+        mac: "52:54:00:6b:00:01"
+
+- name: A VM with a vGPU made by iaas.kvm.kvm_vgpu
+  iaas.kvm.kvm_vm:
+    name: desk1
+    memory: 8GiB
+    vgpus:
+      - uuid: "{{ desk1_vgpu.vgpu.uuid }}"
+
 - name: The seed project's VM from its raw XML
   iaas.kvm.kvm_vm:
     xml: "{{ lookup('ansible.builtin.file', 'configs/ubuntu-simple.xml') }}"
     state: running
+
+- name: Tag a VM (a running VM gets the new tags at once, without a restart)
+  iaas.kvm.kvm_vm:
+    name: web1
+    tags:
+      role: web
+      owner: team-a
 
 - name: Remove a VM and its volumes (the base image of a linked clone stays)
   iaas.kvm.kvm_vm:
@@ -567,10 +691,37 @@ vm:
           elements: dict
           sample: [{address: 192.168.122.23, prefix: 24, family: ipv4, source: lease}]
     gpus:
-      description: Host PCI devices passed through.
+      description:
+        - Host PCI devices passed through, with C(model) (vendor:device) where the VM's metadata
+          records it (null for the other functions of a GPU's slot and for devices from O(xml)).
       type: list
       elements: dict
-      sample: [{address: "0000:41:00.0", managed: false}, {address: "0000:41:00.1", managed: false}]
+      sample: [{address: "0000:41:00.0", managed: false, model: "10de:2330"}, {address: "0000:41:00.1", managed: false, model: null}]
+    tags:
+      description: The VM's tags (see O(tags)).
+      type: dict
+      sample: {role: web}
+    vfs:
+      description: NIC VFs passed through as interfaces, with their C(address) and C(mac).
+      type: list
+      elements: dict
+      sample: [{address: "0000:3b:02.0", mac: "52:54:00:6b:00:01"}]
+    vgpus:
+      description: vGPUs, each with its C(uuid) (a mediated device) or C(address) (a VF).
+      type: list
+      elements: dict
+      sample: [{uuid: 2b8c8f9e-4c3e-5f0a-9d7e-1a2b3c4d5e6f, address: null}]
+    topology:
+      description:
+        - The guest topology that follows the host (O(topology=host)) - C(cells) (per guest NUMA cell the host
+          C(node), its host C(cpus), the guest C(vcpus) and C(memory) in MiB) and C(devices) (each passed-through
+          device's C(id) and guest C(cell)); null for the flat placement.
+      type: dict
+      sample: {cells: [{node: 0, cpus: "0-55,112-167", vcpus: "0-7", memory: 32768}], devices: [{id: "0000:18:00.0", cell: 0}]}
+    maxphysaddr:
+      description: The guest CPU's physical address width, V(passthrough), a number of bits, or null (QEMU's default).
+      type: raw
+      sample: 42
     console_log:
       description: File that records the serial console, or null.
       type: str
@@ -583,6 +734,13 @@ vm:
     ip:
       description: First IPv4 address, or null.
       type: str
+xml:
+  description:
+    - The domain definition this run stored (in check mode, the one it would store), when it defined or redefined
+      the VM; absent otherwise.
+  returned: when the VM was (or would be) defined or redefined
+  type: str
+  sample: "<domain type='kvm'><name>trainer</name>...</domain>"
 """
 
 import os
@@ -603,6 +761,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._domain import (
     compare,
     default_domain_type,
     domain_facts,
+    normalise_mac,
     normalise_spec,
     numa_node_cpus,
     restart_reasons,
@@ -617,6 +776,13 @@ from ansible_collections.iaas.kvm.plugins.module_utils._domain_life import (
     stop,
     undefine,
     wait_for_ipv4,
+    with_metadata,
+)
+from ansible_collections.iaas.kvm.plugins.module_utils._domain_meta import (
+    carry_metadata,
+    read_metadata,
+    validate_tags,
+    write_metadata,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._interrupt import kill_point
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
@@ -635,6 +801,8 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     run_manager,
     to_xml,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._passthrough import normalise_passthrough
+from ansible_collections.iaas.kvm.plugins.module_utils._sysfs import SYSFS_ARGUMENT_SPEC
 
 # AnsiballZ ships sources that Python compiles on every run, so the code that a
 # no-change run of a spec does not use (building XML, storage and PCI lookups) is
@@ -670,7 +838,10 @@ class VmManager(ModuleManager):
         self.planned = None  # the definition this run stores (check mode: would store)
         self._live_spec = None  # the spec whose memory and vCPUs may also apply live
         self._wanted_xml = None  # the task's XML when it redefines an existing VM
+        self.tags = None  # the task's tags, checked
+        self.wanted_tags = None  # the tags after this run, where the task names them
         self._trees = {}
+        self._host = None  # the host's view of passed-through devices, read when needed
 
     # --- input ---------------------------------------------------------------
 
@@ -690,7 +861,7 @@ class VmManager(ModuleManager):
 
     def _volume(self, pool_name, volume_name, what):
         from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
-        from ansible_collections.iaas.kvm.plugins.module_utils._storage import get_volume
+        from ansible_collections.iaas.kvm.plugins.module_utils._storage import get_volume, refresh_pool
 
         validate_name(volume_name)
         pool = lookup(self.conn.storagePoolLookupByName, pool_name)
@@ -700,7 +871,7 @@ class VmManager(ModuleManager):
             raise LibvirtModuleError("The storage pool %r of %s is not active." % (pool_name, what))
         vol = get_volume(pool, volume_name)
         if vol is None:
-            pool.refresh(0)  # a volume made outside libvirt appears after a refresh
+            refresh_pool(pool)  # a volume made outside libvirt appears after a refresh
             vol = get_volume(pool, volume_name)
         if vol is None:
             raise LibvirtModuleError("The volume %r of %s does not exist in pool %r." % (volume_name, what, pool_name))
@@ -734,10 +905,26 @@ class VmManager(ModuleManager):
             spec["gpus"] = self._expand_gpus(spec["gpus"])
         if "numa_node" in spec:
             hints["numa_cpus"] = self._numa_cpus(spec["numa_node"])
+        self._resolve_host_devices(spec, existing, hints)
         if not existing and "domain_type" not in spec:
             hints["domain_type"] = self._default_domain_type()
         hints["volumes"] = volumes
         return hints
+
+    def _host_devices(self):
+        from ansible_collections.iaas.kvm.plugins.module_utils._vm_host import HostDevices
+
+        if self._host is None:
+            self._host = HostDevices(self.params)
+        return self._host
+
+    def _resolve_host_devices(self, spec, existing, hints):
+        """Topology, MMIO window and address width from the host's view of the devices (_vm_host)."""
+        from ansible_collections.iaas.kvm.plugins.module_utils._vm_host import needs_host, resolve
+
+        if needs_host(spec):
+            facts = domain_facts(self._tree(inactive=True)) if existing else None
+            self._host = resolve(spec, facts, self.params, self.conn, hints, self.warnings)
 
     def _expand_gpus(self, addresses):
         from ansible_collections.iaas.kvm.plugins.module_utils._pci import (
@@ -746,6 +933,9 @@ class VmManager(ModuleManager):
             slot_functions,
         )
 
+        from_sysfs = self._host_devices().expand_gpus(addresses)
+        if from_sysfs is not None:
+            return from_sysfs
         host = host_pci_functions(self.conn)
         result = []
         for address in addresses:
@@ -835,6 +1025,7 @@ class VmManager(ModuleManager):
         inactive = self._tree(inactive=True)
         if not xml_matches(wanted, inactive):
             self.planned = carry_over(wanted, inactive)
+            carry_metadata(self.planned, inactive)
             self._wanted_xml = wanted
 
     def define_planned(self):
@@ -881,6 +1072,42 @@ class VmManager(ModuleManager):
                 self.warnings.append(
                     "Could not change the vCPUs of running VM %s: %s" % (self.name, error_message(exc))
                 )
+
+    # --- metadata: tags and GPU models ---------------------------------------------
+
+    def _gpu_models(self, addresses, known):
+        """``{address: vendor:device}`` from the host's node devices (``known`` where it has none)."""
+        from ansible_collections.iaas.kvm.plugins.module_utils._pci import host_pci_functions, node_device_model
+
+        host = host_pci_functions(self.conn) or {}
+        return {a: node_device_model(host[a]) if a in host else known.get(a) for a in addresses}
+
+    def converge_metadata(self, gpu_request):
+        """The tags, and the models of the GPUs the spec lists, in the VM's metadata:
+        set on the live and the persistent definition at once (no restart)."""
+        tags = self.tags
+        if tags is None and gpu_request is None:
+            return
+        exists = self.dom is not None and not (self.check and not self._exists_before)
+        current = read_metadata(self._tree(inactive=True)) if exists else read_metadata(etree.Element("domain"))
+        running = exists and bool(self.dom.isActive())
+        live = read_metadata(self._tree()) if running else current
+        wanted = dict(current)
+        if tags is not None:
+            wanted["tags"] = tags
+        if gpu_request is not None:
+            wanted["gpus"] = self._gpu_models(gpu_request, current["gpus"])
+        self.wanted_tags = wanted["tags"]
+        if wanted == current and wanted == live:
+            return
+        if tags is not None:
+            self.tracker.add("tags", current["tags"], wanted["tags"])
+        if wanted["tags"] != current["tags"] or wanted["tags"] != live["tags"]:
+            self.act("tags set")
+        if wanted["gpus"] != current["gpus"] or wanted["gpus"] != live["gpus"]:
+            self.act("gpu models recorded")
+        if not self.check:
+            write_metadata(self.dom, wanted, live=running)
 
     # --- power -------------------------------------------------------------------
 
@@ -1015,7 +1242,10 @@ class VmManager(ModuleManager):
             self.name, wanted = self._user_xml()
         else:
             spec = normalise_spec(params)
+            spec.update(normalise_passthrough(params, normalise_mac))
             self.name = params["name"]
+        gpu_request = list(spec["gpus"]) if spec and "gpus" in spec else None
+        self.tags = validate_tags(params["tags"]) if params["tags"] is not None else None
         self.dom = lookup(self.conn.lookupByName, self.name)
         self._exists_before = self.dom is not None
         if state == "absent":
@@ -1028,6 +1258,7 @@ class VmManager(ModuleManager):
         self.refuse_unsafe(state)
         if self.planned is not None:
             self.define_planned()
+        self.converge_metadata(gpu_request)
         self.converge_autostart()
         self.converge_power(state)
         self.check_restart(state)
@@ -1093,11 +1324,13 @@ class VmManager(ModuleManager):
         if self.dom is not None and not (self.check and not self._exists_before):
             vm = describe(self.dom, tree=self._tree(), addresses=self.addresses)
         elif self.planned is not None:
-            vm = domain_facts(self.planned)
+            vm = with_metadata(domain_facts(self.planned), self.planned)
             state = self.params["state"] if self.params["state"] in ("running", "paused") else "stopped"
             vm.update(state=state, persistent=True, autostart=bool(self.params["autostart"]), ip=None)
             for iface in vm["interfaces"]:
                 iface["addresses"] = []
+        if vm and self.check and self.wanted_tags is not None:
+            vm["tags"] = self.wanted_tags
         result = dict(
             changed=self.changed or self.tracker.changed,
             restart_required=bool(self.reasons),
@@ -1106,6 +1339,8 @@ class VmManager(ModuleManager):
             ip=self.ip or vm.get("ip"),
             vm=vm,
         )
+        if self.planned is not None:
+            result["xml"] = to_xml(self.planned)
         result.update(extra)
         if self.module._diff:
             diff = self.tracker.diff()
@@ -1160,6 +1395,21 @@ def argument_spec():
             required_one_of=[("network", "bridge")],
         ),
         gpus=dict(type="list", elements="str"),
+        maxphysaddr=dict(type="raw"),
+        topology=dict(type="str", choices=["host", "flat"]),
+        vfs=dict(
+            type="list",
+            elements="dict",
+            options=dict(address=dict(type="str", required=True), mac=dict(type="str")),
+        ),
+        vgpus=dict(
+            type="list",
+            elements="dict",
+            options=dict(uuid=dict(type="str"), address=dict(type="str"), parent=dict(type="str")),
+            mutually_exclusive=[("uuid", "address")],
+            required_one_of=[("uuid", "address")],
+        ),
+        assume_vfio=dict(type="list", elements="str", default=[]),
         console_log=dict(type="str"),
         guest_agent=dict(type="bool"),
         graphics=dict(type="str", choices=list(GRAPHICS)),
@@ -1170,8 +1420,10 @@ def argument_spec():
         shutdown_timeout=dict(type="int", default=120),
         force_stop=dict(type="bool", default=False),
         remove_volumes=dict(type="bool", default=False),
+        tags=dict(type="dict"),
     )
     spec.update(URI_ARGUMENT_SPEC)
+    spec.update(SYSFS_ARGUMENT_SPEC)
     return spec
 
 

@@ -133,9 +133,16 @@ vms:
       sample: [{type: network, network: default, bridge: null, mac: "52:54:00:6b:3c:58", model: virtio,
                 addresses: [{address: 192.168.122.23, prefix: 24, family: ipv4, source: lease}]}]
     gpus:
-      description: Host PCI devices passed through (address, managed).
+      description:
+        - Host PCI devices passed through (address, managed, and model, the vendor:device that
+          M(iaas.kvm.kvm_vm) recorded in the VM's metadata when it attached the GPU, else null).
       type: list
       elements: dict
+      sample: [{address: "0000:41:00.0", managed: false, model: "10de:2330"}]
+    tags:
+      description: The VM's tags (M(iaas.kvm.kvm_vm)'s O(iaas.kvm.kvm_vm#module:tags)), empty when it has none.
+      type: dict
+      sample: {role: web}
     console_log:
       description: File that records the serial console, or null.
       type: str

@@ -129,7 +129,7 @@ def lab_conn():
     conn.getCapabilities()
     if time.monotonic() - started > 5:
         pytest.fail(
-            "libvirtd needed %.0fs to answer: /dev/kvm is probably not group kvm 0660 (see LAB.md)"
+            "libvirtd needed %.0fs to answer: /dev/kvm is probably not group kvm 0660 (see docs/lab.md)"
             % (time.monotonic() - started),
             pytrace=False,
         )

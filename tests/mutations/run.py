@@ -54,10 +54,8 @@ MUTATIONS = [
     Mutation(
         "gpu-driver-override-write-skipped",
         "plugins/module_utils/_gpu.py",
-        "            if override != VFIO_DRIVER:\n"
-        "                steps.append(dict(address=address, path=sysfs.override_path(address), value=VFIO_DRIVER, wait=None))\n",
-        "            if False:\n"
-        "                steps.append(dict(address=address, path=sysfs.override_path(address), value=VFIO_DRIVER, wait=None))\n",
+        "            if override != VFIO_DRIVER:\n                steps.append(_step(address, sysfs.override_path(address), VFIO_DRIVER",
+        "            if False:\n                steps.append(_step(address, sysfs.override_path(address), VFIO_DRIVER",
         [UNIT + "test_kvm_gpu_passthrough.py"],
     ),
     Mutation(
@@ -147,6 +145,107 @@ MUTATIONS = [
         '            self.write_record(source, None, want["format"], "complete", size=source.length)\n',
         ["-m", "lab", "tests/integration/test_interrupted.py", "-k", "import"],
         lab=True,
+    ),
+    # -- GPUs, SR-IOV, vGPU and the guest topology -------------------------------------------
+    Mutation(
+        "host-device-refusal-applies-first",
+        "plugins/module_utils/_host_devices.py",
+        "        self.plan_all()\n        self.refuse()\n        if self.check:\n            self.predicted()\n"
+        "        else:\n            self.apply()\n",
+        "        self.plan_all()\n        if not self.check:\n            self.apply()\n        self.refuse()\n"
+        "        if self.check:\n            self.predicted()\n",
+        [UNIT + "test_kvm_gpu_passthrough.py", "-k", "refused or guest or unreachable"],
+    ),
+    Mutation(
+        "gpu-failure-halfway-says-unchanged",
+        "plugins/module_utils/_host_devices.py",
+        "            changed=bool(manager.actions) and not module.check_mode,",
+        "            changed=False,",
+        [UNIT + "test_kvm_gpu_passthrough.py", UNIT + "test_kvm_sriov.py"],
+    ),
+    Mutation(
+        "sriov-count-not-through-zero",
+        "plugins/module_utils/_sriov.py",
+        "    if current and wanted:\n        steps.append(",
+        "    if False:\n        steps.append(",
+        [UNIT + "test_kvm_sriov.py"],
+    ),
+    Mutation(
+        "sriov-count-changed-under-a-running-guest",
+        "plugins/modules/kvm_sriov.py",
+        '        refusals.extend(self.users_refusals(removed, "remove the VF"))\n',
+        "",
+        [UNIT + "test_kvm_sriov.py"],
+    ),
+    Mutation(
+        "vgpu-vf-of-another-vm-reused",
+        "plugins/modules/kvm_vgpu.py",
+        "        for vf in typed:\n            if not users[vf]:\n                return vf\n",
+        "        for vf in typed:\n            return vf\n",
+        [UNIT + "test_kvm_vgpu.py"],
+    ),
+    Mutation(
+        "vgpu-vf-attached-as-a-gpu",
+        "plugins/module_utils/_passthrough.py",
+        '    return alias is not None and (alias.get("name") or "").startswith(VGPU_ALIAS_PREFIX)',
+        "    return False",
+        [UNIT + "test_kvm_vm_topology.py"],
+    ),
+    Mutation(
+        "topology-all-devices-on-the-first-cell",
+        "plugins/module_utils/_topology.py",
+        "placed = [dict(id=device_id, cell=nodes.index(node) if node is not None else 0) for device_id, node in devices]",
+        "placed = [dict(id=device_id, cell=0) for device_id, node in devices]",
+        [UNIT + "test_kvm_vm_topology.py"],
+    ),
+    Mutation(
+        "topology-vcpus-pinned-to-the-first-node",
+        "plugins/module_utils/_topology.py",
+        '            etree.SubElement(cputune, "vcpupin", vcpu=str(guest_cpu), cpuset=cell["cpus"])',
+        '            etree.SubElement(cputune, "vcpupin", vcpu=str(guest_cpu), cpuset=topology["cells"][0]["cpus"])',
+        [UNIT + "test_kvm_vm_topology.py"],
+    ),
+    Mutation(
+        "mmio-window-not-aligned-per-root-port",
+        "plugins/module_utils/_mmio.py",
+        "    return -(-sum(sizes) // largest) * largest",
+        "    return sum(sizes)",
+        ["tests/unit/plugins/module_utils/test_mmio.py", UNIT + "test_kvm_gpu_info.py"],
+    ),
+    Mutation(
+        "maxphysaddr-beyond-the-host",
+        "plugins/module_utils/_mmio.py",
+        "    if host_bits is not None and need > host_bits:",
+        "    if False:",
+        [UNIT + "test_kvm_vm_topology.py"],
+    ),
+    Mutation(
+        "assume-vfio-ignored",
+        "plugins/module_utils/_vm_host.py",
+        "        if address in self.assume:\n            return False\n",
+        "",
+        [UNIT + "test_kvm_vm_topology.py"],
+    ),
+    Mutation(
+        "nvswitch-board-not-found",
+        "plugins/module_utils/_gpu.py",
+        "        switches = self.nvswitches()\n        if not switches:",
+        "        switches = []\n        if not switches:",
+        [UNIT + "test_kvm_gpu_info.py", UNIT + "test_kvm_gpu_passthrough.py"],
+    ),
+    Mutation(
+        "hardware-check-ignores-numa",
+        "tests/hardware/check_nvidia_host.py",
+        '    for key, ours in (("numa_node", gpu["numa_node"]), ("iommu_group", gpu["iommu_group"])):',
+        '    for key, ours in (("iommu_group", gpu["iommu_group"]),):',
+        ["tests/unit/hardware"],
+    ),
+    Mutation(
+        "gpu-host-role-changes-before-it-asks",
+        "roles/gpu_host/tasks/preflight.yml",
+        "      check_mode: true\n      when: >-\n",
+        "      check_mode: true\n      failed_when: false\n      when: >-\n",
+        ["tests/roles/test_gpu_host.py", "-k", "refused"],
     ),
 ]
 

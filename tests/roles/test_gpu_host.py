@@ -14,7 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.fakesys import HGX_NODE0, HGX_NODE1, scenario_gpu_audio, scenario_hgx, scenario_iommu_off
+from tests.fakesys import (
+    HGX_NODE0,
+    HGX_NODE1,
+    scenario_boot_vga,
+    scenario_gpu_audio,
+    scenario_hgx,
+    scenario_iommu_off,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -28,8 +35,9 @@ GRUB_CMDLINE_LINUX=""
 """
 
 
-def converge(host, variables, check=False):
-    """Run the role once; return (changed count, output)."""
+def converge(host, variables, check=False, fails=False):
+    """Run the role once; return (changed count, output). With ``fails``, the run must fail:
+    return (None, output)."""
     playbook = host.root.parent / "iaastest-gpu-host.yml"
     lines = ["- name: Converge gpu_host", "  hosts: localhost", "  gather_facts: false", "  roles:"]
     lines += ["    - role: iaas.kvm.gpu_host", "      vars:", "        gpu_host_root: %s" % host.root]
@@ -49,6 +57,10 @@ def converge(host, variables, check=False):
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     # The YAML callback folds long messages: compare with the whitespace collapsed.
     output = " ".join((result.stdout + result.stderr).split())
+    if fails:
+        assert result.returncode != 0, "the role was expected to fail: " + output
+        assert re.search(r"localhost : ok=\d+ changed=0 unreachable=0 failed=1", output), output
+        return None, output
     assert result.returncode == 0, result.stdout + result.stderr
     recap = re.search(r"localhost : ok=\d+ changed=(\d+) unreachable=0 failed=0", output)
     assert recap, output
@@ -124,3 +136,22 @@ def test_iommu_off_waits_for_the_reboot(fake_host):
     assert host.driver_of("0000:01:00.0") == "nvidia" and host.events == []
     changed, output = converge(host, variables)
     assert changed == 0, output
+
+
+def test_a_refused_binding_stops_the_role_before_any_change(fake_host):
+    # One refusal is enough here: every refusal path of the module is tested in
+    # tests/unit/plugins/modules/test_kvm_gpu_passthrough.py; this proves the role asks first.
+    host = fake_host(build=scenario_boot_vga, name="iaastest-root")
+    (host.root / "etc/default/grub").write_text(GRUB)
+    variables = {"gpu_host_devices": '["0000:01:00.0"]', "gpu_host_hugepages": 16}
+    # Already on the IOMMU kernel arguments, so the binding does not wait for a reboot.
+    host.set_cmdline(
+        "BOOT_IMAGE=/vmlinuz ro quiet intel_iommu=on iommu=pt default_hugepagesz=1G hugepagesz=1G hugepages=16"
+    )
+    before = host.snapshot()
+    for check in (True, False):
+        _changed, output = converge(host, variables, check=check, fails=True)
+        assert "Refusing to bind 0000:01:00.0 to vfio-pci: it is the boot VGA device" in output, output
+        # Not the kernel command line, the modules-load.d file nor the modprobe.d file: nothing.
+        assert host.snapshot() == before, "the refused role changed the host"
+        assert host.events == [] and host.violations == []

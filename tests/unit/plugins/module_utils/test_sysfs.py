@@ -4,15 +4,13 @@ real kernel refuses, or the module tests prove nothing."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from ansible_collections.iaas.kvm.plugins.module_utils._gpu import (
     GpuError,
-    mmio64_mb,
     normalise_vendor,
     read_persistent,
     render_persistent,
@@ -35,11 +33,13 @@ def write(host, relative, value):
 
 
 def settle(host, count):
-    """Wait until the fake kernel has handled ``count`` writes in all (events and violations)."""
+    """Wait until the fake kernel has handled ``count`` writes in all (events and violations),
+    and has finished with each (a change is recorded before it shows)."""
     deadline = time.monotonic() + 5
     while len(host.events) + len(host.violations) < count:
         assert time.monotonic() < deadline, "the fake kernel did not answer"
         time.sleep(0.005)
+    host.wait_quiet()
 
 
 # -- the fake kernel enforces the kernel's rules --------------------------------------
@@ -96,6 +96,78 @@ def test_fake_kernel_flags_a_reset(fake_host):
     write(host, "bus/pci/devices/0000:01:00.0/reset", "1")
     settle(host, 1)
     assert "must never reset or remove" in host.violations[0]
+
+
+def test_fake_kernel_sriov_count_goes_through_zero(fake_host):
+    host = fake_host("nic_sriov")
+    pf = "0000:3b:00.0"
+    write(host, "bus/pci/devices/%s/sriov_numvfs" % pf, "2")
+    settle(host, 1)
+    assert host.vfs_of(pf) == ["0000:3b:02.0", "0000:3b:02.1"]
+    assert [host.driver_of(v) for v in host.vfs_of(pf)] == ["iavf", "iavf"]
+    assert os.path.basename(os.readlink(host.device_dir("0000:3b:02.1") / "physfn")) == pf
+    # A new non-zero count over an enabled one: EBUSY, the old count stays.
+    write(host, "bus/pci/devices/%s/sriov_numvfs" % pf, "4")
+    settle(host, 2)
+    assert host.violations == ["sriov_numvfs of %s: 2 VFs already enabled, set 0 before 4 (EBUSY)" % pf]
+    assert host.numvfs_of(pf) == 2 and len(host.vfs_of(pf)) == 2
+    write(host, "bus/pci/devices/%s/sriov_numvfs" % pf, "9")
+    settle(host, 3)
+    assert host.violations[-1] == "sriov_numvfs of %s: 9 is more than sriov_totalvfs 8 (ERANGE)" % pf
+    write(host, "bus/pci/devices/%s/sriov_numvfs" % pf, "0")
+    settle(host, 4)
+    assert host.vfs_of(pf) == [] and not os.path.lexists(host.sys / "bus/pci/devices/0000:3b:02.0")
+    assert not (host.sys / "kernel/iommu_groups/300").exists()
+    # Without autoprobe the VFs appear without a driver.
+    write(host, "bus/pci/devices/%s/sriov_drivers_autoprobe" % pf, "0")
+    write(host, "bus/pci/devices/%s/sriov_numvfs" % pf, "1")
+    settle(host, 5)
+    assert host.driver_of("0000:3b:02.0") is None
+
+
+def test_fake_kernel_vgpu_types_of_vfs(fake_host):
+    host = fake_host("sriov")
+    first, second, third = "0000:41:00.4", "0000:41:00.5", "0000:41:00.6"
+    write(host, "bus/pci/devices/%s/nvidia/current_vgpu_type" % first, "1155")
+    settle(host, 1)
+    assert host.vgpu_type_of(first) == "1155"
+    # The 48Q type takes the whole frame buffer: no VF can take another vGPU now.
+    assert (host.device_dir(second) / "nvidia/creatable_vgpu_types").read_text() == "ID    : vGPU Name\n"
+    write(host, "bus/pci/devices/%s/nvidia/current_vgpu_type" % second, "1155")
+    settle(host, 2)
+    assert host.violations == ["current_vgpu_type of %s: type 1155 is not creatable there (none) (EINVAL)" % second]
+    assert host.vgpu_type_of(second) == "0"
+    write(host, "bus/pci/devices/%s/nvidia/current_vgpu_type" % first, "1154")
+    settle(host, 3)
+    assert host.violations[-1] == "current_vgpu_type of %s: it has type 1155, set 0 before 1154 (EBUSY)" % first
+    write(host, "bus/pci/devices/%s/nvidia/current_vgpu_type" % first, "0")
+    write(host, "bus/pci/devices/%s/nvidia/current_vgpu_type" % third, "1154")
+    settle(host, 5)
+    assert (host.vgpu_type_of(first), host.vgpu_type_of(third)) == ("0", "1154")
+    assert "1154  : NVIDIA L40S-24Q" in (host.device_dir(second) / "nvidia/creatable_vgpu_types").read_text()
+
+
+def test_fake_kernel_mediated_devices(fake_host):
+    host = fake_host("mdev")
+    gpu, uuid = "0000:3b:00.0", "5a3e7a2c-2f0e-4b3b-9a51-0d3c1e1f2a01"
+    types = "bus/pci/devices/%s/mdev_supported_types" % gpu
+    write(host, types + "/nvidia-230/create", uuid)
+    settle(host, 1)
+    assert host.mdevs() == {uuid: (gpu, "nvidia-230")}
+    # T4-16Q has one instance; and a GPU with a vGPU offers no other type.
+    assert (host.sys / types / "nvidia-230/available_instances").read_text() == "0\n"
+    assert (host.sys / types / "nvidia-222/available_instances").read_text() == "0\n"
+    write(host, types + "/nvidia-222/create", "5a3e7a2c-2f0e-4b3b-9a51-0d3c1e1f2a02")
+    write(host, types + "/nvidia-230/create", uuid)
+    settle(host, 3)
+    assert sorted(host.violations) == [
+        "create nvidia-222 on %s: no instance left (EDQUOT)" % gpu,
+        "create nvidia-230 on %s: %s exists already (EEXIST)" % (gpu, uuid),
+    ]
+    write(host, "bus/mdev/devices/%s/remove" % uuid, "1")
+    settle(host, 4)
+    assert host.mdevs() == {}
+    assert (host.sys / types / "nvidia-222/available_instances").read_text() == "16\n"
 
 
 # -- reading sysfs ------------------------------------------------------------------------
@@ -169,22 +241,6 @@ def test_pci_names(tmp_path):
 
 
 # -- _gpu helpers ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "total, expected",
-    [(0, None), (1, 1), (MIB, 1), (MIB + 1, 2), (304 * MIB, 512), (128 * GIB + 32 * MIB, 256 * 1024)],
-)
-def test_mmio64_window(total, expected):
-    assert mmio64_mb(total) == expected
-
-
-@given(st.integers(min_value=1, max_value=2**50))
-def test_mmio64_window_is_the_smallest_power_of_two_that_fits(total):
-    window = mmio64_mb(total)
-    assert window & (window - 1) == 0
-    assert window * MIB >= total
-    assert window == 1 or (window // 2) * MIB < total
 
 
 @pytest.mark.parametrize("given_vendor, expected", [("nvidia", "10de"), ("0x10DE", "10de"), ("AMD", "1002")])

@@ -8,7 +8,7 @@ import libvirt
 import pytest
 
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import parse_xml
-from tests.fakesys import GIB, HGX_NODE0, HGX_NODE1, MIB
+from tests.fakesys import GIB, HGX_NODE0, HGX_NODE1, HGX_NVSWITCHES, MIB
 
 MODULE = "kvm_gpu_info"
 URI = "test:///default"
@@ -86,16 +86,76 @@ def test_bridge_in_the_group_is_no_obstacle(run_module, fake_host):
     assert gpu["passthrough_ready"] is True
 
 
-def test_sriov_and_mdev(run_module, fake_host):
-    gpus = by_address(info(run_module, fake_host("sriov")))
+L40S_VFS = ["0000:41:00.%d" % f for f in range(4, 8)] + ["0000:41:01.%d" % f for f in range(8)]
+L40S_VFS += ["0000:41:02.%d" % f for f in range(4)]
+
+
+def test_sriov_and_vgpu_types_of_the_vfs(run_module, fake_host):
+    host = fake_host("sriov")
+    gpus = by_address(info(run_module, host))
     pf = gpus["0000:41:00.0"]
-    assert pf["sriov"] == dict(total_vfs=32, num_vfs=16)
-    assert pf["mdev_types"] == [dict(type="nvidia-1155", name="NVIDIA L40S-48Q", available_instances=1)]
+    assert pf["sriov"] == dict(total_vfs=32, num_vfs=16, vfs=L40S_VFS, drivers_autoprobe=True, vf_device_id="26b9")
+    assert pf["mdev_types"] == []
+    assert pf["vgpu_types"] == [
+        dict(kind="sriov", type="1153", name="NVIDIA L40S-12Q", vfs=L40S_VFS, available_instances=16),
+        dict(kind="sriov", type="1154", name="NVIDIA L40S-24Q", vfs=L40S_VFS, available_instances=16),
+        dict(kind="sriov", type="1155", name="NVIDIA L40S-48Q", vfs=L40S_VFS, available_instances=16),
+    ]
     assert pf["passthrough_ready"] is False and "SR-IOV physical function" in pf["refusals"][0]
     vf = gpus["0000:41:00.4"]
     assert vf["physfn"] == "0000:41:00.0" and vf["sriov"] is None
     assert [f["address"] for f in vf["functions"]] == ["0000:41:00.4"]
     assert vf["passthrough_ready"] is True
+    assert vf["vgpu"]["current_type"] is None
+    assert [t["type"] for t in vf["vgpu"]["creatable"]] == ["1153", "1154", "1155"]
+
+    # One VF takes the 24Q type: the other 24 GiB of frame buffer fit a 24Q or a 12Q, not a 48Q.
+    (host.device_dir("0000:41:00.4") / "nvidia/current_vgpu_type").write_text("1154")
+    host.wait_quiet()
+    gpus = by_address(info(run_module, host))
+    assert gpus["0000:41:00.4"]["vgpu"] == dict(current_type="1154", creatable=[])
+    assert [(t["type"], t["available_instances"]) for t in gpus["0000:41:00.0"]["vgpu_types"]] == [
+        ("1153", 15),
+        ("1154", 15),
+    ]
+    assert gpus["0000:41:00.5"]["vgpu"]["creatable"] == [
+        dict(type="1153", name="NVIDIA L40S-12Q"),
+        dict(type="1154", name="NVIDIA L40S-24Q"),
+    ]
+
+
+def test_mdev_types(run_module, fake_host):
+    gpu = by_address(info(run_module, fake_host("mdev")))["0000:3b:00.0"]
+    assert gpu["mdev_types"] == [
+        dict(type="nvidia-222", name="GRID T4-1B", available_instances=16),
+        dict(type="nvidia-228", name="GRID T4-8Q", available_instances=2),
+        dict(type="nvidia-230", name="GRID T4-16Q", available_instances=1),
+    ]
+    assert [(t["kind"], t["type"], t["available_instances"]) for t in gpu["vgpu_types"]] == [
+        ("mdev", "nvidia-222", 16),
+        ("mdev", "nvidia-228", 2),
+        ("mdev", "nvidia-230", 1),
+    ]
+    assert gpu["sriov"] is None and gpu["vgpu"] is None and gpu["board"] is None
+
+
+def test_nvswitches_and_the_board(run_module, fake_host):
+    result = info(run_module, fake_host("hgx"))
+    assert [s["address"] for s in result["nvswitches"]] == HGX_NVSWITCHES
+    assert {(s["device_id"], s["driver"], s["board"]) for s in result["nvswitches"]} == {("22a3", "nvidia", 0)}
+    assert [s["iommu_group"] for s in result["nvswitches"]] == [70, 71, 72, 73]
+    assert result["boards"] == [
+        dict(id=0, gpus=sorted(HGX_NODE0 + HGX_NODE1), nvswitches=HGX_NVSWITCHES, numa_nodes=[0, 1])
+    ]
+    gpus = by_address(result)
+    assert {gpus[a]["board"] for a in HGX_NODE0 + HGX_NODE1} == {0}
+    assert gpus["0000:03:00.0"]["board"] is None  # the BMC's VGA is no board's
+    assert result["phys_bits"] == 46
+
+
+def test_no_board_without_nvswitches(run_module, fake_host):
+    result = info(run_module, fake_host("quadro"))
+    assert result["nvswitches"] == [] and result["boards"] == []
 
 
 def test_iommu_off(run_module, fake_host):

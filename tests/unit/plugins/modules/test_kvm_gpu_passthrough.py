@@ -1,8 +1,13 @@
 # -*- coding: utf-8 -*-
 """kvm_gpu_passthrough through its real main() against fake hosts (tests/fakesys.py), whose
-fake kernel enforces the kernel's binding rules. Every scenario of issue 7 runs the same
-life cycle: check mode (writes nothing, predicts the writes), apply, apply again (no write),
-check mode again (no change), then back to the host drivers."""
+fake kernel enforces the kernel's binding rules. Every scenario of tests/fakesys.py runs the same life cycle:
+check mode (writes nothing, predicts the writes), apply, apply again (no write), check mode
+again (no change), then back to the host drivers.
+
+Every refusal (non-viable group, boot VGA, IOMMU off, SR-IOV PF with VFs, ACS override,
+vfio-pci not loadable, a running guest, libvirt unreachable) is checked the same way: the
+whole fake host (sysfs and the modprobe.d file under /etc) is identical before and after, in
+check mode and in a real run, with changed false and the actions it would have done."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import re
 
 import pytest
 
-from tests.fakesys import GPU_3D, HGX_NODE0, HGX_NODE1, NVIDIA, VGA, standard_drivers
+from tests.fakesys import GPU_3D, HGX_NODE0, HGX_NODE1, HGX_NVSWITCHES, NVIDIA, VGA, standard_drivers
 
 MODULE = "kvm_gpu_passthrough"
 URI = "test:///default"
@@ -20,6 +25,21 @@ def run(run_module, host, check_mode=False, diff=False, fails=False, **args):
     args.setdefault("uri", URI)
     args["root"] = str(host.root)
     return run_module(MODULE, args, check_mode=check_mode, diff=diff, fails=fails)
+
+
+def assert_refused(result, host, before, pattern, actions):
+    """A refusal: failed, changed false, the planned actions, nothing written, the host unchanged."""
+    assert result.failed, "the request was expected to be refused"
+    assert re.search(pattern, result["msg"]), result["msg"]
+    assert result.changed is False
+    assert result["actions"] == actions
+    assert result["writes"] == []
+    assert host.snapshot() == before, "a refused request changed the host"
+    assert host.events == [] and host.violations == []
+
+
+def binds(*addresses):
+    return ["bind %s to vfio-pci" % a for a in addresses]
 
 
 # scenario, arguments, the functions that end on vfio-pci, or a pattern of the refusal
@@ -42,8 +62,11 @@ CASES = [
         "shared_usb",
         dict(devices=["0000:0a:00.0"]),
         None,
-        r"^Refusing to bind 0000:0a:00\.0 to vfio-pci: IOMMU group 12 is not viable, it also holds 0000:0b:00\.0 "
-        r"\(class 0x0c0330, on driver xhci_hcd\)",
+        (
+            r"^Refusing to bind 0000:0a:00\.0 to vfio-pci: IOMMU group 12 is not viable, it also holds 0000:0b:00\.0 "
+            r"\(class 0x0c0330, on driver xhci_hcd\)",
+            binds("0000:0a:00.0", "0000:0a:00.1"),
+        ),
         id="group-shared-with-usb-controller-refused",
     ),
     pytest.param(
@@ -64,7 +87,10 @@ CASES = [
         "boot_vga",
         dict(devices=["0000:01:00.0"]),
         None,
-        r"^Refusing to bind 0000:01:00\.0 to vfio-pci: it is the boot VGA device, the host's console",
+        (
+            r"^Refusing to bind 0000:01:00\.0 to vfio-pci: it is the boot VGA device, the host's console",
+            binds("0000:01:00.0", "0000:01:00.1"),
+        ),
         id="boot-vga-refused",
     ),
     pytest.param(
@@ -99,7 +125,10 @@ CASES = [
         "sriov",
         dict(devices=["0000:41:00.0"]),
         None,
-        r"^Refusing to bind 0000:41:00\.0 to vfio-pci: it is an SR-IOV physical function with 16 virtual functions",
+        (
+            r"^Refusing to bind 0000:41:00\.0 to vfio-pci: it is an SR-IOV physical function with 16 virtual functions",
+            binds("0000:41:00.0"),
+        ),
         id="sriov-pf-with-vfs-refused",
     ),
     pytest.param(
@@ -113,7 +142,10 @@ CASES = [
         "iommu_off",
         dict(devices=["0000:01:00.0"]),
         None,
-        r"^Refusing to bind 0000:01:00\.0, 0000:01:00\.1 to vfio-pci: the IOMMU is off \(no IOMMU groups under ",
+        (
+            r"^Refusing to bind 0000:01:00\.0, 0000:01:00\.1 to vfio-pci: the IOMMU is off \(no IOMMU groups under ",
+            binds("0000:01:00.0", "0000:01:00.1"),
+        ),
         id="iommu-off-refused",
     ),
 ]
@@ -130,21 +162,23 @@ def test_scenario(run_module, fake_host, scenario, args, bound, refusal):
     assert host.events == []
 
     if refusal:
-        assert predicted.failed
-        assert re.search(refusal, predicted["msg"]), predicted["msg"]
-        applied = run(run_module, host, **args, fails=True)
-        assert applied.failed and applied["msg"] == predicted["msg"]
-        assert host.snapshot() == before, "a refused request wrote to the host"
-        assert host.events == [] and host.violations == []
+        pattern, actions = refusal
+        assert_refused(predicted, host, before, pattern, actions)
+        applied = run(run_module, host, fails=True, **args)
+        assert_refused(applied, host, before, pattern, actions)
+        assert applied["msg"] == predicted["msg"]
         return
 
-    assert predicted.changed and not predicted.failed, predicted.get("msg")
+    assert not predicted.failed, predicted.get("msg")
+    assert predicted.changed
     assert sorted(d["address"] for d in predicted["devices"]) == bound
+    assert predicted["actions"] == binds(*bound)
 
     applied = run(run_module, host, **args)
-    assert applied.changed and not applied.failed, applied.get("msg")
-    assert host.violations == []
+    assert not applied.failed, applied.get("msg")
+    assert applied.changed and host.violations == []
     assert applied["writes"] == predicted["writes"], "check mode did not predict the writes"
+    assert applied["actions"] == predicted["actions"]
     after = host.bindings()
     for address, driver in initial.items():
         assert after[address] == ("vfio-pci" if address in bound else driver), address
@@ -153,15 +187,20 @@ def test_scenario(run_module, fake_host, scenario, args, bound, refusal):
 
     events = len(host.events)
     again = run(run_module, host, **args)
-    assert not again.changed and again["writes"] == []
+    assert not again.failed, again.get("msg")
+    assert not again.changed and again["writes"] == [] and again["actions"] == []
     assert len(host.events) == events
-    assert not run(run_module, host, check_mode=True, **args).changed
+    checked = run(run_module, host, check_mode=True, **args)
+    assert not checked.failed and not checked.changed
 
     released = run(run_module, host, state="host", devices=bound)
+    assert not released.failed, released.get("msg")
     assert released.changed and host.violations == []
+    assert released["actions"] == ["return %s to its host driver" % a for a in bound]
     assert host.bindings() == initial
     assert all(host.override_of(a) is None for a in bound)
-    assert not run(run_module, host, state="host", devices=bound).changed
+    released_again = run(run_module, host, state="host", devices=bound)
+    assert not released_again.failed and not released_again.changed
 
 
 def test_writes_follow_the_kernel_rules(run_module, fake_host):
@@ -222,14 +261,17 @@ def test_selector_count_keeps_the_gpus_already_bound(run_module, fake_host):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (dict(devices=["0000:07:00.0"]), r"^There is no PCI device 0000:07:00\.0 on this host"),
+        (dict(devices=["0000:0c:00.0"]), r"^There is no PCI device 0000:0c:00\.0 on this host"),
         (dict(devices=["01:00"]), r"is not a PCI address such as 0000:01:00\.0\.$"),
         (dict(devices=[]), r"^devices must list at least one PCI address\.$"),
         (dict(selector=dict(vendor="nvidia", count=9)), r"matches 8 GPU\(s\) .*, fewer than count 9\.$"),
         (dict(selector=dict(vendor="nvidia", numa_node=3)), r"matches no GPU on this host\.$"),
         (dict(selector=dict(vendor="geforce")), r"^selector\.vendor 'geforce' is not a PCI vendor ID"),
         (dict(selector=dict(count=0)), r"^selector\.count must be at least 1, not 0\.$"),
-        (dict(selector={}), r"^selector needs at least one of vendor, device, numa_node and count\.$"),
+        (
+            dict(selector={}),
+            r"^one of the following is required: vendor, device, numa_node, count, board found in selector$",
+        ),
         (dict(devices=["0000:9a:00.0"], selector=dict(count=1)), r"mutually exclusive: devices\|selector"),
         (dict(devices=["0000:99:00.0"]), r"^0000:99:00\.0 is a PCI bridge; bridges stay on their driver\.$"),
     ],
@@ -237,23 +279,29 @@ def test_selector_count_keeps_the_gpus_already_bound(run_module, fake_host):
 def test_bad_requests_fail_without_writing(run_module, fake_host, args, message):
     host = fake_host("hgx")
     before = host.snapshot()
-    result = run(run_module, host, **args, fails=True)
-    assert result.failed
+    result = run(run_module, host, fails=True, **args)
+    assert result.failed, "bad input was expected to fail"
     assert re.search(message, result["msg"]), result["msg"]
+    assert not result.changed
     assert host.snapshot() == before and host.events == []
 
 
 def test_acs_override_refused_unless_allowed(run_module, fake_host):
     host = fake_host("gpu_audio")
     host.set_cmdline("root=/dev/sda1 ro intel_iommu=on pcie_acs_override=downstream,multifunction")
-    refused = run(run_module, host, devices=["0000:01:00.0"], fails=True)
-    assert refused.failed
-    assert refused["msg"].startswith(
-        "Refusing to bind 0000:01:00.0, 0000:01:00.1 to vfio-pci: the kernel runs with "
-        "pcie_acs_override=downstream,multifunction"
-    )
-    assert host.events == []
+    before = host.snapshot()
+    for check_mode in (True, False):
+        refused = run(run_module, host, check_mode=check_mode, fails=True, devices=["0000:01:00.0"], persistent=True)
+        assert_refused(
+            refused,
+            host,
+            before,
+            r"^Refusing to bind 0000:01:00\.0, 0000:01:00\.1 to vfio-pci: the kernel runs with "
+            r"pcie_acs_override=downstream,multifunction",
+            [*binds("0000:01:00.0", "0000:01:00.1"), "write %s/etc/modprobe.d/iaas-kvm-vfio.conf" % host.root],
+        )
     allowed = run(run_module, host, devices=["0000:01:00.0"], allow_acs_override=True)
+    assert not allowed.failed, allowed.get("msg")
     assert allowed.changed and host.driver_of("0000:01:00.0") == "vfio-pci"
 
 
@@ -282,21 +330,30 @@ def guest_uri(tmp_path):
 def test_device_of_a_running_guest_is_not_touched(run_module, fake_host, guest_uri):
     host = fake_host("gpu_audio")
     before = host.snapshot()
-    refused = run(run_module, host, uri=guest_uri, devices=["0000:01:00.0"], fails=True)
-    assert refused.failed
-    assert (
-        "Refusing to change the driver of 0000:01:00.0: the running guest(s) iaastest-gpuvm use it; stop them first."
-        in refused["refusals"]
+    refused = run(run_module, host, uri=guest_uri, devices=["0000:01:00.0"], persistent=True, fails=True)
+    assert_refused(
+        refused,
+        host,
+        before,
+        r"^Refusing to change the driver of 0000:01:00\.0: the running guest\(s\) iaastest-gpuvm use it; stop "
+        r"them first\.$",
+        [*binds("0000:01:00.0", "0000:01:00.1"), "write %s/etc/modprobe.d/iaas-kvm-vfio.conf" % host.root],
     )
-    assert host.snapshot() == before
 
     # Bound while the guest was off: binding again writes nothing, so the running guest is no obstacle...
     run(run_module, host, devices=["0000:01:00.0"])
-    assert not run(run_module, host, uri=guest_uri, devices=["0000:01:00.0"]).changed
+    same = run(run_module, host, uri=guest_uri, devices=["0000:01:00.0"])
+    assert not same.failed and not same.changed
     # ...but returning it to the host would pull it from under the guest.
+    bound = host.snapshot()
+    events = list(host.events)
     back = run(run_module, host, uri=guest_uri, state="host", devices=["0000:01:00.0"], fails=True)
     assert back.failed and "iaastest-gpuvm" in back["msg"]
-    assert host.driver_of("0000:01:00.0") == "vfio-pci"
+    assert back.changed is False and back["actions"] == [
+        "return 0000:01:00.0 to its host driver",
+        "return 0000:01:00.1 to its host driver",
+    ]
+    assert host.snapshot() == bound and host.events == events
 
 
 def test_unreachable_libvirt_is_said_not_assumed(run_module, fake_host, tmp_path):
@@ -304,15 +361,18 @@ def test_unreachable_libvirt_is_said_not_assumed(run_module, fake_host, tmp_path
     before = host.snapshot()
     uri = "qemu+unix:///system?socket=%s" % (tmp_path / "iaastest-missing.sock")
     result = run(run_module, host, uri=uri, devices=["0000:01:00.0"], fails=True)
-    assert result.failed
-    assert result["msg"].startswith(
-        "Cannot tell whether a running guest uses 0000:01:00.0, 0000:01:00.1, so nothing was changed: "
-        "Cannot connect to the hypervisor at qemu+unix:///system"
+    assert_refused(
+        result,
+        host,
+        before,
+        r"^Cannot tell whether a running guest uses 0000:01:00\.0, 0000:01:00\.1, so nothing was changed: "
+        r"Cannot connect to the hypervisor at qemu\+unix:///system",
+        binds("0000:01:00.0", "0000:01:00.1"),
     )
-    assert host.snapshot() == before
     # Nothing to change needs no answer from libvirt.
     run(run_module, host, devices=["0000:01:00.0"])
-    assert not run(run_module, host, uri=uri, devices=["0000:01:00.0"]).changed
+    same = run(run_module, host, uri=uri, devices=["0000:01:00.0"])
+    assert not same.failed and not same.changed
 
 
 def test_vfio_pci_not_loaded_under_a_prefix(run_module, fake_host):
@@ -322,10 +382,16 @@ def test_vfio_pci_not_loaded_under_a_prefix(run_module, fake_host):
         host.add_device("0000:01:00.0", NVIDIA, "2204", VGA, driver="nvidia", group=1)
 
     host = fake_host(build=build)
+    before = host.snapshot()
     result = run(run_module, host, devices=["0000:01:00.0"], fails=True)
-    assert result.failed
-    assert re.match(r"^The vfio-pci driver is not loaded \(no .*/sys/bus/pci/drivers/vfio-pci\)", result["msg"])
-    assert host.events == []
+    assert_refused(
+        result,
+        host,
+        before,
+        r"^The vfio-pci driver is not loaded \(no .*/sys/bus/pci/drivers/vfio-pci\)",
+        [*binds("0000:01:00.0"), "load vfio-pci"],
+    )
+    assert result["commands"] == [dict(cmd=["modprobe", "vfio-pci"], ran=False)]
 
 
 def test_unbound_device_and_no_host_driver(run_module, fake_host):
@@ -444,3 +510,79 @@ def test_persistent_warns_about_a_built_in_host_driver(run_module, fake_host):
     lines = (host.root / "etc/modprobe.d/iaas-kvm-vfio.conf").read_text().splitlines()
     assert "# device 0000:9a:00.0 -" in lines
     assert not [line for line in lines if line.startswith("softdep ")]
+
+
+# -- a failure after a change says what changed ---------------------------------------------
+
+
+def test_a_failure_halfway_returns_changed_and_the_actions_done(run_module, fake_host):
+    host = fake_host("gpu_audio")
+    host.break_attribute("0000:01:00.1", "driver_override")
+    result = run(run_module, host, devices=["0000:01:00.0"], fails=True)
+    assert result.failed, "the broken attribute was expected to fail the run"
+    assert re.match(r"^The kernel refused 'vfio-pci' written to .*0000:01:00\.1/driver_override: ", result["msg"])
+    assert result.changed is True
+    assert result["actions"] == binds("0000:01:00.0")
+    assert [w["value"] for w in result["writes"]] == ["vfio-pci", "0000:01:00.0", "0000:01:00.0"]
+    assert host.driver_of("0000:01:00.0") == "vfio-pci" and host.driver_of("0000:01:00.1") == "snd_hda_intel"
+
+
+def test_a_failed_file_write_after_the_binds_returns_changed(run_module, fake_host):
+    host = fake_host("gpu_audio")
+    (host.root / "etc/modprobe.d").rmdir()
+    (host.root / "etc/modprobe.d").write_text("not a directory\n")
+    result = run(run_module, host, devices=["0000:01:00.0"], persistent=True, fails=True)
+    assert result.failed, "the file write was expected to fail"
+    assert result["msg"].startswith("Writing %s/etc/modprobe.d" % host.root), result["msg"]
+    assert result.changed is True
+    assert result["actions"] == binds("0000:01:00.0", "0000:01:00.1")
+    assert host.driver_of("0000:01:00.0") == "vfio-pci"
+
+
+# -- NVSwitch boards ---------------------------------------------------------------------------
+
+
+def test_a_whole_board_with_its_nvswitches_is_one_selector(run_module, fake_host):
+    host = fake_host("hgx")
+    board = sorted(HGX_NODE0 + HGX_NODE1 + HGX_NVSWITCHES)
+    predicted = run(run_module, host, check_mode=True, selector=dict(board=0))
+    assert not predicted.failed, predicted.get("msg")
+    assert [d["address"] for d in predicted["devices"]] == board
+    # (Warnings of earlier runs in this process stay in the list: look for one about these devices.)
+    assert not [w for w in predicted.get("warnings", []) if "0000:05:00.0" in str(w)]
+    applied = run(run_module, host, selector=dict(board=0))
+    assert not applied.failed, applied.get("msg")
+    assert applied.changed and all(host.driver_of(a) == "vfio-pci" for a in board)
+    again = run(run_module, host, selector=dict(board=0))
+    assert not again.failed and not again.changed
+    back = run(run_module, host, state="host", selector=dict(board=0))
+    assert not back.failed and back.changed
+    assert all(host.driver_of(a) == "nvidia" for a in board) and host.violations == []
+
+
+def test_a_part_of_a_board_warns_about_nvlink(run_module, fake_host):
+    host = fake_host("hgx")
+    result = run(run_module, host, check_mode=True, selector=dict(vendor="nvidia", numa_node=1, count=4))
+    assert not result.failed, result.get("msg")
+    warnings = [str(w) for w in result["warnings"]]
+    assert any(
+        "belong to NVSwitch board 0 but its other GPUs and NVSwitches are not passed along: NVLink is not available "
+        "in the guest unless the host runs NVIDIA's shared NVSwitch mode" in w
+        for w in warnings
+    ), warnings
+
+
+@pytest.mark.parametrize(
+    "selector, message",
+    [
+        (dict(board=0, count=2), r"^parameters are mutually exclusive: board\|count found in selector$"),
+        (dict(board=3), r"^There is no NVSwitch board 3 on this host \(boards: 0\)\.$"),
+    ],
+)
+def test_bad_board_selectors(run_module, fake_host, selector, message):
+    host = fake_host("hgx")
+    before = host.snapshot()
+    result = run(run_module, host, selector=selector, fails=True)
+    assert result.failed, "the selector was expected to fail"
+    assert re.search(message, result["msg"]), result["msg"]
+    assert host.snapshot() == before
