@@ -68,6 +68,14 @@ def connect(uri=DEFAULT_URI):
         raise LibvirtModuleError("Cannot connect to the hypervisor at %s: %s" % (uri, error_message(exc))) from exc
 
 
+def is_local_uri(uri):
+    """True for a URI that reaches a libvirtd of this machine over its local
+    socket (``qemu:///system``, ``qemu+unix:///system``): paths it reports are
+    paths of this host."""
+    scheme, _sep, rest = uri.partition("://")
+    return rest.startswith("/") and ("+" not in scheme or scheme.endswith("+unix"))
+
+
 def call_with_connection(uri, work):
     """Run ``work(conn)`` on a connection to ``uri``, then close it.
 

@@ -12,6 +12,8 @@ __metaclass__ = type
 import contextlib
 import hashlib
 import json
+import os
+import stat
 import struct
 import time
 
@@ -22,6 +24,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     error_code,
     error_message,
     etree,
+    is_local_uri,
     is_not_found,
     libvirt,
     lookup,
@@ -115,6 +118,38 @@ def volume_xml(name, capacity, fmt="qcow2", backing_path=None, backing_format=No
         etree.SubElement(backing, "path").text = backing_path
         etree.SubElement(backing, "format", type=backing_format or "qcow2")
     return etree.tostring(vol, encoding="unicode")
+
+
+def _timestamp(ns):
+    """A file time in nanoseconds as libvirt writes it in a volume's <timestamps>."""
+    seconds, fraction = divmod(ns, 10**9)
+    return "%d.%09d" % (seconds, fraction) if fraction else "%d" % seconds
+
+
+def local_volume_file(conn, pool, vol):
+    """The path of ``vol`` when this process can write the volume's file itself:
+    a volume of a directory pool of the libvirtd on this machine (a URI without
+    a host), whose file here is the one libvirt describes (same size and
+    modification and change times, to the nanosecond). None otherwise: then the
+    stream API is the way in."""
+    if not is_local_uri(conn.getURI()) or parse_xml(pool.XMLDesc(0)).get("type") != "dir":
+        return None
+    tree = parse_xml(vol.XMLDesc(0))
+    path = tree.findtext("./target/path")
+    stamps = tree.find("./target/timestamps")
+    if not path or stamps is None:
+        return None
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return None
+    same = (
+        stat.S_ISREG(found.st_mode)
+        and tree.findtext("./capacity") == str(found.st_size)
+        and stamps.findtext("./mtime") == _timestamp(found.st_mtime_ns)
+        and stamps.findtext("./ctime") == _timestamp(found.st_ctime_ns)
+    )
+    return path if same else None
 
 
 def upload_stream(conn, vol, reader, length, offset=0):

@@ -794,6 +794,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     error_message,
     etree,
     exit_module,
+    is_local_uri,
     libvirt,
     lookup,
     parse_xml,
@@ -886,7 +887,7 @@ class VmManager(ModuleManager):
     @property
     def _local(self):
         """True for a URI without a host (``qemu:///system``): its paths are on this machine."""
-        return self.conn.getURI().partition("://")[2].startswith("/")
+        return is_local_uri(self.conn.getURI())
 
     def resolve(self, spec, existing):
         """Check every reference of ``spec`` against the hypervisor; return the

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_storage import REPO, TARGET_PYTHON, host_pythonpath, ok, on_host, summary, timed
+from targets import Targets
 
 from ansible_collections.iaas.kvm.plugins.module_utils import _seed
 from tests.conftest import run_module
@@ -80,6 +82,7 @@ def main():
     parser.add_argument("--kib", type=int, default=100, help="size of the user-data in KiB")
     options = parser.parse_args()
     repeat = 3 if options.quick else options.repeat
+    targets = Targets(options.quick)
     if shutil.which("cloud-localds") is None:
         raise SystemExit("cloud-localds is missing (Debian: cloud-image-utils)")
     directory = Path(tempfile.mkdtemp(prefix="iaastest-bench-seed-", dir="/var/tmp"))
@@ -129,10 +132,11 @@ def main():
         print("  module, unchanged seed:      %s" % summary(sames))
         print("  on host, new seed:           %s  [%s]" % (summary(hosts), host_version))
         print("  cloud-localds, same input:   %s" % summary(tools))
-        print("  target: module, new seed < 0.100s")
+        new_seed = statistics.median(news)
+        targets.check("module, new seed (median)", new_seed, "< 0.100 s", new_seed < 0.1, "%.3fs")
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    return 0
+    return targets.exit_code()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -60,6 +61,33 @@ def remove_domains(names):
         conn.close()
 
 
+def rss_mib(pid):
+    """Resident memory of process ``pid`` in MiB."""
+    with open("/proc/%d/status" % pid) as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+class _PeakRSS(threading.Thread):
+    """The largest resident set of one process (ansible-playbook) while it runs, sampled."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak = 0.0
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            try:
+                self.peak = max(self.peak, rss_mib(self.pid))
+            except OSError:
+                return
+            time.sleep(0.05)
+
+
 class Playbooks:
     """Write playbooks into a scratch directory and time ``ansible-playbook`` on them."""
 
@@ -72,9 +100,11 @@ class Playbooks:
         path.write_text(text)
         return path
 
-    def run(self, playbook, extra_vars=None, netns=False, check=True):
+    def run(self, playbook, extra_vars=None, netns=False, check=True, check_mode=False, venv_bin=None):
         """Run ``playbook``; return (seconds, stdout). ``netns`` runs it inside the lab
-        namespace (for tasks that reach guests over IP)."""
+        namespace (for tasks that reach guests over IP); ``check_mode`` adds --check;
+        ``venv_bin`` is another virtualenv's bin (the peer's)."""
+        venv = Path(venv_bin) if venv_bin else VENV_BIN
         env = dict(os.environ)
         env.update(
             ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"),
@@ -83,18 +113,29 @@ class Playbooks:
             ANSIBLE_HOST_KEY_CHECKING="False",
             ANSIBLE_STDOUT_CALLBACK="default",
             ANSIBLE_NOCOLOR="1",
-            PATH="%s:%s" % (VENV_BIN, env.get("PATH", "")),
+            PATH="%s:%s" % (venv, env.get("PATH", "")),
         )
         if os.environ.get("IAAS_KVM_BENCH_LOG"):
             env["ANSIBLE_LOG_PATH"] = os.environ["IAAS_KVM_BENCH_LOG"]
-        command = [str(VENV_BIN / "ansible-playbook"), str(playbook)]
+        command = [str(venv / "ansible-playbook"), str(playbook)]
+        if check_mode:
+            command.append("--check")
         if extra_vars:
             command += ["-e", json.dumps(extra_vars)]
         if netns:
             command = ["ip", "netns", "exec", NETNS, *command]
         started = time.monotonic()
-        proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=str(REPO), check=False)
+        proc = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO)
+        )
+        sampler = _PeakRSS(proc.pid)
+        sampler.start()
+        stdout, stderr = proc.communicate()
         took = time.monotonic() - started
+        sampler.done.set()
+        sampler.join()
+        self.peak_rss_mib = sampler.peak
+        proc = subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
         if check and proc.returncode != 0:
             raise SystemExit(
                 "ansible-playbook %s failed:\n%s\n%s" % (playbook.name, proc.stdout[-4000:], proc.stderr[-2000:])
@@ -130,7 +171,7 @@ LOOP_PLAYBOOK = """- name: kvm_vm in a loop
         state: running
         domain_type: "{{ domain_type }}"
         vcpus: 1
-        memory: 64
+        memory: "{{ memory | default(64) }}"
       loop: "{{ names }}"
 """
 PING_PLAYBOOK = """- name: ansible.builtin.ping in the same loop
@@ -148,12 +189,12 @@ EMPTY_PLAYBOOK = """- name: Nothing (ansible-playbook's own start-up)
 """
 
 
-def measure_loop(playbooks, count, repeat, prefix):
-    """Converge ``count`` diskless VMs with one looped kvm_vm task, then re-run it;
-    return a dict of seconds (whole ansible-playbook runs and task time, which is
-    the run minus an empty playbook's run)."""
+def measure_loop(playbooks, count, repeat, prefix, memory=64, keep=False):
+    """Converge ``count`` diskless VMs (``memory`` MiB) with one looped kvm_vm task,
+    then re-run it; return a dict of seconds (whole ansible-playbook runs and task
+    time, which is the run minus an empty playbook's run). ``keep`` leaves the VMs."""
     names = ["%s-%02d" % (prefix, i) for i in range(count)]
-    variables = dict(names=names, uri=URI, domain_type=DOMAIN_TYPE)
+    variables = dict(names=names, uri=URI, domain_type=DOMAIN_TYPE, memory=memory)
     loop = playbooks.write("loop.yml", LOOP_PLAYBOOK)
     ping = playbooks.write("ping.yml", PING_PLAYBOOK)
     empty = playbooks.write("empty.yml", EMPTY_PLAYBOOK)
@@ -172,7 +213,10 @@ def measure_loop(playbooks, count, repeat, prefix):
                 raise SystemExit("the re-run reported a change:\n" + out[-3000:])
             reruns.append(took)
         startup, ping_s, rerun_s = median(startups), median(pings), median(reruns)
-    finally:
+    except BaseException:
+        remove_domains(names)
+        raise
+    if not keep:
         remove_domains(names)
     return dict(
         count=count,

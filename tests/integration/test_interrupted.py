@@ -33,7 +33,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
 from tests.conftest import ModuleResult, check_outcome
 from tests.integration import cleanup
 from tests.integration.conftest import DOMAIN_TYPE, LAB_URI
-from tests.integration.labmodule import module_process
+from tests.integration.labmodule import lab_http_server, module_process
 from tests.state import files_state
 
 pytestmark = [pytest.mark.lab]
@@ -152,15 +152,28 @@ def payload(tmp_path):
 
 
 @pytest.mark.parametrize("step", ["kvm_volume:uploading", "kvm_volume:before-record"])
-def test_import_killed_midway_is_imported_again(lab_conn, pool, payload, step):
+@pytest.mark.parametrize("way", ["file", "url"], ids=["kernel-copy", "stream"])
+def test_import_killed_midway_is_imported_again(lab_conn, pool, payload, step, way):
+    """A file goes into this directory pool through the kernel, a URL through the stream API."""
     name = "iaastest-imported.raw"
     task = dict(pool=pool.name(), name=name, format="raw", source=str(payload))
+    if way == "url":
+        with lab_http_server(payload.parent) as url:
+            digest = hashlib.sha256(payload.read_bytes()).hexdigest()
+            task.update(source="%s/%s" % (url, payload.name), checksum="sha256:" + digest)
+            killed_at(step, "kvm_volume", task)
+            _check_imported_again(lab_conn, pool, name, task, payload)
+        return
     killed_at(step, "kvm_volume", task)
+    _check_imported_again(lab_conn, pool, name, task, payload)
+
+
+def _check_imported_again(lab_conn, pool, name, task, payload):
     record = read_import_record(lab_conn, pool, name)
     assert record is not None and record["state"] == "importing", record
 
     again = run("kvm_volume", task)
-    assert again.changed and "imported %s" % payload in again["actions"], again["actions"]
+    assert again.changed and "imported %s" % task["source"] in again["actions"], again["actions"]
     assert volume_names(pool) == sorted([name, import_record_name(name)])
     data = download_bytes(lab_conn, pool.storageVolLookupByName(name), 16 * 1024 * 1024)
     assert hashlib.sha256(data).hexdigest() == hashlib.sha256(payload.read_bytes()).hexdigest()

@@ -17,9 +17,11 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 
 import libvirt
@@ -396,3 +398,82 @@ def test_a_running_guests_disk_grows_through_the_domain(guest, store, clone):
     assert shrink.failed and "would shrink it" in shrink["msg"]
     in_use = run_module("kvm_volume", store.args(clone.name, state="absent"), fails=True)
     assert in_use.failed and "VM(s) %s use it" % vm.name in in_use["msg"]
+
+
+def _sparse_image(path):
+    """8 MiB of random data, a 40 MiB hole, 3 MiB of random data."""
+    with open(path, "wb") as handle:
+        handle.write(os.urandom(8 * MIB))
+        handle.seek(48 * MIB)
+        handle.write(os.urandom(3 * MIB))
+
+
+def test_a_file_goes_into_a_local_directory_pool_through_the_kernel(store, tmp_path, monkeypatch):
+    from ansible_collections.iaas.kvm.plugins.module_utils import _source
+
+    source = tmp_path / "sparse.raw"
+    _sparse_image(source)
+    copied = []
+    real_copy = _source.Source.copy_into
+    monkeypatch.setattr(
+        _source.Source, "copy_into", lambda self, *a, **k: copied.append(self.location) or real_copy(self, *a, **k)
+    )
+    name = "iaastest-kernel.raw"
+    runs = checked_runs("kvm_volume", store.args(name, source=str(source), format="raw"))
+    assert_converged(runs)
+    assert copied == [str(source)]  # this lab's pool is a directory of this machine
+    target = os.path.join(store.path, name)
+    assert sha256_of(target) == sha256_of(source) == runs[1]["volume"]["import"]["sha256"]
+    assert runs[1]["volume"]["import"]["state"] == "complete"
+    assert runs[1]["volume"]["capacity"] == 51 * MIB
+    # the hole stays a hole: only the data was written
+    assert os.stat(target).st_blocks * 512 <= 12 * MIB
+    run_module("kvm_volume", store.args(name, state="absent"))
+
+
+def test_a_file_goes_through_the_stream_api_where_the_pool_is_not_local(store, tmp_path, monkeypatch):
+    """As against a remote hypervisor: the volume's file is not one this process can write."""
+    from ansible_collections.iaas.kvm.plugins.modules import kvm_volume
+
+    source = tmp_path / "streamed.raw"
+    _sparse_image(source)
+    monkeypatch.setattr(kvm_volume, "local_volume_file", lambda conn, pool, vol: None)
+    name = "iaastest-streamed.raw"
+    runs = checked_runs("kvm_volume", store.args(name, source=str(source), format="raw"))
+    assert_converged(runs)
+    assert sha256_of(os.path.join(store.path, name)) == sha256_of(source) == runs[1]["volume"]["import"]["sha256"]
+    assert runs[1]["volume"]["import"]["state"] == "complete"
+    wrong = store.args("iaastest-streamed-bad.raw", source=str(source), format="raw", checksum="sha256:" + "0" * 64)
+    before = store.state()
+    failed = run_module("kvm_volume", wrong, fails=True)
+    assert failed.failed and "nothing was imported" in failed["msg"]
+    assert store.state() == before  # no volume, no record left behind
+    run_module("kvm_volume", store.args(name, state="absent"))
+
+
+def test_local_volume_file_is_the_file_libvirt_describes(store):
+    """Where this process sees another file at the volume's path (another mount
+    namespace, as on another host), the fast path is not taken."""
+    from ansible_collections.iaas.kvm.plugins.module_utils._storage import local_volume_file
+
+    name = "iaastest-local.raw"
+    run_module("kvm_volume", store.args(name, format="raw", capacity="1M"))
+    vol = store.volume(name)
+    assert local_volume_file(store.conn, store.pool, vol) == os.path.join(store.path, name)
+    probe = (
+        "import libvirt; from ansible_collections.iaas.kvm.plugins.module_utils._storage import local_volume_file; "
+        "c = libvirt.open('qemu:///system'); p = c.storagePoolLookupByName(%r); "
+        "print(local_volume_file(c, p, p.storageVolLookupByName(%r)))" % (store.name, name)
+    )
+    # a private mount namespace with a file of the same name and size over the pool's directory
+    script = 'mount -t tmpfs iaastest "$1" && truncate -s 1M "$1/%s" && exec "$2" -c "$3"' % name
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", store.path, sys.executable, probe],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "collections")),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "None"
+    run_module("kvm_volume", store.args(name, state="absent"))

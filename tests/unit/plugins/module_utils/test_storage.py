@@ -14,10 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import parse_xml
+from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import is_local_uri, parse_xml
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
     backing_chain,
     format_family,
+    local_volume_file,
     overlays_first,
     probe_image,
     volume_details,
@@ -163,3 +164,30 @@ def test_overlays_come_before_their_bases(pool):
     order = [vol.name() for vol in overlays_first(pool.listAllVolumes(0))]
     assert order.index("b-top.qcow2") < order.index("m-mid.qcow2") < order.index("a-base.qcow2")
     assert sorted(order) == ["a-base.qcow2", "b-top.qcow2", "m-mid.qcow2", "z-alone.raw"]
+
+
+@pytest.mark.parametrize(
+    "uri, local",
+    [
+        ("qemu:///system", True),
+        ("qemu+unix:///system?socket=/run/x/libvirt-sock", True),
+        ("test:///default", True),
+        ("qemu+ssh://root@hv1/system", False),
+        ("qemu+ssh:///system", False),
+        ("qemu+tcp://hv1/system", False),
+        ("qemu://hv1/system", False),
+    ],
+)
+def test_is_local_uri(uri, local):
+    assert is_local_uri(uri) is local
+
+
+def test_a_volume_of_the_test_driver_is_no_file_of_this_host():
+    """test:///default's pool is a directory pool, but its volumes are not files here."""
+    conn = libvirt.open("test:///default")
+    try:
+        pool = conn.storagePoolLookupByName("default-pool")
+        vol = pool.createXML(volume_xml("iaastest-fast.raw", 1024, "raw"), 0)
+        assert local_volume_file(conn, pool, vol) is None
+    finally:
+        conn.close()
