@@ -135,8 +135,13 @@ def _validate_ipv4(ipv4):
     _host_address(address, subnet, "ipv4.address")
     result = dict(address=str(address), prefix=prefix, dhcp=None)
     dhcp = ipv4.get("dhcp")
-    if dhcp is None:
-        return result
+    if dhcp is not None:
+        result["dhcp"] = _validate_dhcp(dhcp, address, subnet)
+    return result
+
+
+def _validate_dhcp(dhcp, address, subnet):
+    """The DHCP range and reservations of a network with ``address`` in ``subnet``."""
     start, end = dhcp.get("start"), dhcp.get("end")
     if start is None or end is None:
         _fail("ipv4.dhcp needs both start and end: the range of addresses that DHCP hands out.")
@@ -146,11 +151,18 @@ def _validate_ipv4(ipv4):
         _fail("The DHCP range start %s comes after its end %s." % (start, end))
     if start <= address <= end:
         _fail("The DHCP range %s-%s contains the network's own address %s." % (start, end, address))
-    lease = parse_lease_time(dhcp.get("lease_time"))
+    ranges = [dict(start=str(start), end=str(end), lease_time=parse_lease_time(dhcp.get("lease_time")))]
+    # hosts omitted (None): the reservations are not managed (see fill_unmanaged).
+    if dhcp.get("hosts") is None:
+        return dict(ranges=ranges, hosts=None)
+    return dict(ranges=ranges, hosts=_sorted_hosts(_validate_reservations(dhcp["hosts"], address, subnet)))
+
+
+def _validate_reservations(entries, address, subnet):
+    """DHCP reservations, each with a MAC and an address in ``subnet``; no MAC, address or name twice."""
     hosts = []
     seen = dict(mac={}, ip={}, name={})
-    # hosts omitted (None): the reservations are not managed (see fill_unmanaged).
-    for index, host in enumerate(dhcp.get("hosts") or []):
+    for index, host in enumerate(entries):
         what = "ipv4.dhcp.hosts[%d]" % index
         if not host.get("mac"):
             _fail("%s needs a mac." % what)
@@ -168,9 +180,7 @@ def _validate_ipv4(ipv4):
                 _fail("The reservations %s and %s have the same %s %s." % (seen[key][value], what, key, value))
             seen[key][value] = what
         hosts.append(dict(mac=mac, ip=str(ip), name=name))
-    ranges = [dict(start=str(start), end=str(end), lease_time=lease)]
-    result["dhcp"] = dict(ranges=ranges, hosts=None if dhcp.get("hosts") is None else _sorted_hosts(hosts))
-    return result
+    return hosts
 
 
 def _validate_dns(dns):
@@ -290,55 +300,77 @@ _MANAGED_TOP = {"name", "uuid", "mac", "forward", "bridge", "mtu", "domain", "dn
 
 def _other(root, ip4):
     """What a full XML definition holds beyond the managed fields (compared only with ``xml``)."""
-    other = []
-    for child in root:
+    other = [
+        _canon(child)
+        for child in root
+        if isinstance(child.tag, str) and (child.tag not in _MANAGED_TOP or (child.tag == "ip" and child is not ip4))
+    ]
+    for extra in (
+        _other_forward(root.find("forward")),
+        _other_bridge(root.find("bridge")),
+        _other_domain(root.find("domain")),
+        _other_dns(root.find("dns")),
+        _other_ip(ip4),
+    ):
+        if extra is not None:
+            other.append(extra)
+    return other
+
+
+def _element(tag, attrs, children=()):
+    return dict(tag=tag, attrs=attrs, text=None, children=list(children))
+
+
+def _other_forward(forward):
+    """``<forward>``'s attributes beyond the mode and its children, less the NAT port range libvirt adds."""
+    if forward is None:
+        return None
+    attrs = {k: v for k, v in forward.attrib.items() if k != "mode"}
+    default_port = _element("port", dict(end="65535", start="1024"))
+    children = []
+    for child in forward:
         if not isinstance(child.tag, str):
             continue
-        if child.tag not in _MANAGED_TOP or (child.tag == "ip" and child is not ip4):
-            other.append(_canon(child))
-    forward = root.find("forward")
-    if forward is not None:
-        attrs = {k: v for k, v in forward.attrib.items() if k != "mode"}
-        children = []
-        for child in forward:
-            if not isinstance(child.tag, str):
-                continue
-            canon = _canon(child)
-            # libvirt adds the default NAT port range to the live definition.
-            default_nat = (
-                dict(tag="port", attrs=dict(end="65535", start="1024"), text=None, children=[]) in canon["children"]
-                and len(canon["children"]) == 1
-            )
-            if child.tag == "nat" and not child.attrib and default_nat:
-                continue
-            children.append(canon)
-        if attrs or children:
-            other.append(dict(tag="forward", attrs=attrs, text=None, children=children))
-    bridge = root.find("bridge")
-    if bridge is not None:
-        attrs = {k: v for k, v in bridge.attrib.items() if k != "name"}
-        if attrs.get("stp") == "on":
-            del attrs["stp"]
-        if attrs.get("delay") == "0":
-            del attrs["delay"]
-        if attrs:
-            other.append(dict(tag="bridge", attrs=dict(sorted(attrs.items())), text=None, children=[]))
-    domain = root.find("domain")
-    if domain is not None and set(domain.attrib) - {"name"}:
-        attrs = {k: v for k, v in sorted(domain.attrib.items()) if k != "name"}
-        other.append(dict(tag="domain", attrs=attrs, text=None, children=[]))
-    dns = root.find("dns")
-    if dns is not None:
-        children = [_canon(c) for c in dns if c.tag in ("txt", "srv") or (c.tag == "forwarder" and c.get("domain"))]
-        if dns.attrib or children:
-            other.append(dict(tag="dns", attrs=dict(sorted(dns.attrib.items())), text=None, children=children))
-    if ip4 is not None:
-        attrs = {k: v for k, v in sorted(ip4.attrib.items()) if k not in ("address", "prefix", "netmask", "family")}
-        children = [_canon(c) for c in ip4 if c.tag == "tftp"]
-        children += [_canon(c) for c in ip4.findall("dhcp/bootp")]
-        if attrs or children:
-            other.append(dict(tag="ip", attrs=attrs, text=None, children=children))
-    return other
+        canon = _canon(child)
+        # libvirt adds the default NAT port range to the live definition.
+        if child.tag == "nat" and not child.attrib and canon["children"] == [default_port]:
+            continue
+        children.append(canon)
+    return _element("forward", attrs, children) if attrs or children else None
+
+
+def _other_bridge(bridge):
+    """``<bridge>``'s attributes beyond its name and libvirt's defaults (stp on, delay 0)."""
+    if bridge is None:
+        return None
+    attrs = {k: v for k, v in bridge.attrib.items() if k != "name"}
+    if attrs.get("stp") == "on":
+        del attrs["stp"]
+    if attrs.get("delay") == "0":
+        del attrs["delay"]
+    return _element("bridge", dict(sorted(attrs.items()))) if attrs else None
+
+
+def _other_domain(domain):
+    if domain is None or not set(domain.attrib) - {"name"}:
+        return None
+    return _element("domain", {k: v for k, v in sorted(domain.attrib.items()) if k != "name"})
+
+
+def _other_dns(dns):
+    if dns is None:
+        return None
+    children = [_canon(c) for c in dns if c.tag in ("txt", "srv") or (c.tag == "forwarder" and c.get("domain"))]
+    return _element("dns", dict(sorted(dns.attrib.items())), children) if dns.attrib or children else None
+
+
+def _other_ip(ip4):
+    if ip4 is None:
+        return None
+    attrs = {k: v for k, v in sorted(ip4.attrib.items()) if k not in ("address", "prefix", "netmask", "family")}
+    children = [_canon(c) for c in ip4 if c.tag == "tftp"]
+    children += [_canon(c) for c in ip4.findall("dhcp/bootp")]
+    return _element("ip", attrs, children) if attrs or children else None
 
 
 def parse_network(tree):

@@ -1,12 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright: iaas.kvm contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Running libvirt networks: live changes, facts, and restarts under guests.
+"""Running libvirt networks: live changes and restarts under guests.
 
 ``live_update_ops`` lists the ``virNetworkUpdate`` calls that bring a running
 network to a new set of DHCP ranges, reservations and DNS hosts without a
-restart; ``network_facts`` is what kvm_network and kvm_network_info return;
-``restart_network`` restarts a network and puts the running guests'
+restart; ``restart_network`` restarts a network and puts the running guests'
 interfaces back on its bridge, which libvirt does not do by itself.
 """
 
@@ -14,13 +13,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import contextlib
 import copy
 import time
 
 from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     LibvirtModuleError,
-    domains_using_network,
     error_message,
     etree,
     is_not_found,
@@ -29,14 +26,12 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._network import (
     dhcp_host_element,
-    differing_fields,
     dns_host_element,
     flatten,
-    needs_restart,
     parse_network,
-    public_spec,
     range_element,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._network_facts import live_tree, persistent_tree
 
 # ---------------------------------------------------------------------------
 # Live changes (virNetworkUpdate)
@@ -57,42 +52,62 @@ def live_update_ops(current, desired):
         raise LibvirtModuleError("libvirt-python is required.")
     have, want = flatten(current), flatten(desired)
     deletes, adds = [], []
+    for part in (_range_ops, _reservation_ops, _dns_ops):
+        part_deletes, part_adds = part(have, want)
+        deletes += part_deletes
+        adds += part_adds
+    return deletes + adds
+
+
+def _delete(section, element):
+    return (libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, section, _xml(element))
+
+
+def _add(section, element):
+    return (libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, section, _xml(element))
+
+
+def _range_ops(have, want):
     section = libvirt.VIR_NETWORK_SECTION_IP_DHCP_RANGE
-    for rng in have["ipv4.dhcp.ranges"]:
-        if rng not in want["ipv4.dhcp.ranges"]:
-            deletes.append((libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, section, _xml(range_element(rng))))
-    for rng in want["ipv4.dhcp.ranges"]:
-        if rng not in have["ipv4.dhcp.ranges"]:
-            adds.append((libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, section, _xml(range_element(rng))))
+    deletes = [
+        _delete(section, range_element(r)) for r in have["ipv4.dhcp.ranges"] if r not in want["ipv4.dhcp.ranges"]
+    ]
+    adds = [_add(section, range_element(r)) for r in want["ipv4.dhcp.ranges"] if r not in have["ipv4.dhcp.ranges"]]
+    return deletes, adds
+
+
+def _reservation_ops(have, want):
     section = libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST
     have_by_mac = {h["mac"]: h for h in have["ipv4.dhcp.hosts"] if h.get("mac")}
     want_by_mac = {h["mac"]: h for h in want["ipv4.dhcp.hosts"]}
-    for host in have["ipv4.dhcp.hosts"]:
-        if host in want["ipv4.dhcp.hosts"]:
-            continue
-        if host.get("mac") in want_by_mac:
-            continue  # modified below
-        deletes.append((libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, section, _xml(dhcp_host_element(host))))
+    # An entry whose MAC stays is modified below, not deleted here.
+    deletes = [
+        _delete(section, dhcp_host_element(host))
+        for host in have["ipv4.dhcp.hosts"]
+        if host not in want["ipv4.dhcp.hosts"] and host.get("mac") not in want_by_mac
+    ]
+    adds = []
     for host in want["ipv4.dhcp.hosts"]:
         if host in have["ipv4.dhcp.hosts"]:
             continue
         if host["mac"] in have_by_mac:
             # Changing the address or name of a reservation is a delete and an add,
             # so libvirt checks the new values against the other entries.
-            deletes.append(
-                (libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, section, _xml(dhcp_host_element(have_by_mac[host["mac"]])))
-            )
-        adds.append((libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, section, _xml(dhcp_host_element(host))))
+            deletes.append(_delete(section, dhcp_host_element(have_by_mac[host["mac"]])))
+        adds.append(_add(section, dhcp_host_element(host)))
+    return deletes, adds
+
+
+def _dns_ops(have, want):
     section = libvirt.VIR_NETWORK_SECTION_DNS_HOST
-    for host in have["dns.hosts"]:
-        if host not in want["dns.hosts"]:
-            # By address alone: libvirt matches a record by its address or any of its names.
-            gone = etree.Element("host", ip=host["ip"])
-            deletes.append((libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, section, _xml(gone)))
-    for host in want["dns.hosts"]:
-        if host not in have["dns.hosts"]:
-            adds.append((libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, section, _xml(dns_host_element(host))))
-    return deletes + adds
+    # By address alone: libvirt matches a record by its address or any of its names.
+    deletes = [
+        _delete(section, etree.Element("host", ip=host["ip"]))
+        for host in have["dns.hosts"]
+        if host not in want["dns.hosts"]
+    ]
+    adds = [_add(section, dns_host_element(host)) for host in want["dns.hosts"] if host not in have["dns.hosts"]]
+    return deletes, adds
 
 
 def apply_live_updates(net, ops):
@@ -104,78 +119,6 @@ def apply_live_updates(net, ops):
             raise LibvirtModuleError(
                 "Cannot update network %s live with %s: %s" % (net.name(), xml, error_message(exc))
             ) from exc
-
-
-# ---------------------------------------------------------------------------
-# Reading networks
-# ---------------------------------------------------------------------------
-
-
-def persistent_tree(net):
-    """The persistent definition of ``net`` (the live one when it has none or the driver cannot tell)."""
-    if net.isPersistent():
-        try:
-            return parse_xml(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
-        except libvirt.libvirtError as exc:
-            # The test driver knows no VIR_NETWORK_XML_INACTIVE; its networks have one definition.
-            if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
-                raise
-    return parse_xml(net.XMLDesc(0))
-
-
-def live_tree(net):
-    return parse_xml(net.XMLDesc(0))
-
-
-def dhcp_leases(net):
-    """The current DHCP leases of ``net`` (empty when the driver keeps none)."""
-    try:
-        leases = net.DHCPLeases() or []
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT:
-            return []
-        raise
-    result = []
-    for lease in leases:
-        family = "ipv6" if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV6 else "ipv4"
-        result.append(
-            dict(
-                mac=(lease.get("mac") or "").lower() or None,
-                ip=lease.get("ipaddr"),
-                prefix=lease.get("prefix"),
-                family=family,
-                hostname=lease.get("hostname") or None,
-                client_id=lease.get("clientid") or None,
-                expires=int(lease["expirytime"]) if lease.get("expirytime") else None,
-            )
-        )
-    return sorted(result, key=lambda item: (item["ip"] or "", item["mac"] or ""))
-
-
-def network_facts(conn, net):
-    """Everything kvm_network and kvm_network_info return about ``net``."""
-    active = bool(net.isActive())
-    spec = parse_network(live_tree(net))
-    facts = public_spec(spec)
-    if active:
-        with contextlib.suppress(libvirt.libvirtError):
-            facts["bridge"] = net.bridgeName() or facts["bridge"]
-    facts.update(
-        name=net.name(),
-        uuid=net.UUIDString(),
-        mac=spec.get("mac"),
-        active=active,
-        persistent=bool(net.isPersistent()),
-        autostart=bool(net.autostart()) if net.isPersistent() else False,
-        leases=dhcp_leases(net) if active else [],
-        guests=domains_using_network(conn, net.name(), running_only=True) if active else [],
-    )
-    facts["restart_required"] = False
-    if active and net.isPersistent():
-        persistent = parse_network(persistent_tree(net))
-        pending = differing_fields(spec, persistent, with_other=True)
-        facts["restart_required"] = bool(pending) and needs_restart(spec, persistent, pending)
-    return facts
 
 
 # ---------------------------------------------------------------------------

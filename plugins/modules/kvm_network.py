@@ -441,14 +441,16 @@ from ansible_collections.iaas.kvm.plugins.module_utils._network import (
     validate_spec,
     xml_spec,
 )
+from ansible_collections.iaas.kvm.plugins.module_utils._network_facts import (
+    live_tree,
+    network_facts,
+    persistent_tree,
+)
 from ansible_collections.iaas.kvm.plugins.module_utils._network_live import (
     apply_live_updates,
     bridge_users,
     host_interface_type,
-    live_tree,
     live_update_ops,
-    network_facts,
-    persistent_tree,
     restart_network,
 )
 

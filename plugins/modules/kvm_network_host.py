@@ -172,7 +172,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._network import (
     parse_network,
     validate_hostname,
 )
-from ansible_collections.iaas.kvm.plugins.module_utils._network_live import live_tree, persistent_tree
+from ansible_collections.iaas.kvm.plugins.module_utils._network_facts import live_tree, persistent_tree
 
 
 def argument_spec():

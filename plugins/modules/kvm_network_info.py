@@ -166,9 +166,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._libvirt import (
     libvirt,
     lookup,
 )
-from ansible_collections.iaas.kvm.plugins.module_utils._network_live import (
-    network_facts,
-)
+from ansible_collections.iaas.kvm.plugins.module_utils._network_facts import network_facts
 
 
 def gather(conn, name):

@@ -158,7 +158,7 @@ def first_ipv4(dom):
     return None
 
 
-def main():
+def main():  # noqa: PLR0915 - one benchmark run told in order: set-up, each measured step, the figures
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--quick", action="store_true", help="the CI variant (the same single guest)")
     args = parser.parse_args()

@@ -66,7 +66,7 @@ def resolve(guest, name):
     return sorted({line.split()[0] for line in res.stdout.splitlines() if line.strip()})
 
 
-def test_live_changes_keep_the_guest_connected_then_force_moves_it(lab_conn, networks, guest_factory, unique_name):
+def test_live_changes_keep_the_guest_connected_then_force_moves_it(lab_conn, networks, guest_factory, unique_name):  # noqa: PLR0915 - one guest through every live change, checked after each
     name, bridge = networks()
     base = spec_for(name, bridge, 156)
     assert kvm_network(base).changed

@@ -180,7 +180,7 @@ def fixture_node_env(tmp_path, conn):
 
 
 @pytest.mark.guest
-def test_dev_node_up_provision_twice_and_destroy(node_env, conn, tmp_path):
+def test_dev_node_up_provision_twice_and_destroy(node_env, conn, tmp_path):  # noqa: PLR0915 - the dev node's whole life in order, timed step by step
     steps = Steps()
     before = owned_objects(conn)
     print("[devnode] before up: %s" % (before or "nothing of Vagrant's in the lab"))
