@@ -96,7 +96,7 @@ stage_unit() {
 
 stage_integration() {
   "$repo/scripts/lab.sh" status || { echo "the lab's libvirtd is not running inside its namespace"; return 1; }
-  IAAS_KVM_LAB_SWEEP=1 pytest -q -m lab tests/integration || return 1
+  IAAS_KVM_LAB_SWEEP=1 pytest -q --durations=15 -m lab tests/integration || return 1
   # Faults restart libvirtd, which closes every connection: a session of their own.
   IAAS_KVM_LAB_SWEEP=1 pytest -q -m lab tests/faults
 }
@@ -145,7 +145,7 @@ stage_fleet() {
   ansible-playbook -i inventories/lab-fleet playbooks/site.yml || rc=1
   awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "site.yml on the fleet, first run: %.1fs\n", b - a }'
   if [ "$rc" = 0 ]; then
-    pytest -q -s -m fleet tests/fleet || rc=1
+    pytest -q -s --durations=15 -m fleet tests/fleet || rc=1
     molecule_collections
     (cd extensions && ANSIBLE_COLLECTIONS_PATH="$work/collections" molecule test -s fleet) || rc=1
     python tests/benchmarks/bench_fleet.py --quick || rc=1
