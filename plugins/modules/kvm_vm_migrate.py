@@ -213,7 +213,7 @@ volumes:
     - The volumes the move involves - each with C(path), C(role) (C(overlay),
       C(whole), C(base), C(media), C(shared) or C(base-in-place)), C(capacity),
       C(allocation) and C(size) (bytes of the source's file) and C(copied) (true
-      when it was copied).
+      when it was copied; in check mode, when it would be).
   returned: always
   type: list
   elements: dict
