@@ -182,3 +182,17 @@ def detach_media(tree):
             target = disk.find("./target")
             emptied.append(target.get("dev") if target is not None else "?")
     return emptied
+
+
+def volume_disks_as_files(tree, resolve):
+    """Turn the disks of a domain ``tree`` given as a pool's volume into file disks at the
+    volume's path (``resolve(pool, volume)`` gives it)."""
+    for disk in tree.findall("./devices/disk[@type='volume']"):
+        source = disk.find("./source")
+        if source is None or not source.get("volume"):
+            continue
+        path = resolve(source.get("pool"), source.get("volume"))
+        for name in list(source.attrib):
+            del source.attrib[name]
+        source.set("file", path)
+        disk.set("type", "file")

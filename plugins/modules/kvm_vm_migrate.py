@@ -269,6 +269,7 @@ from ansible_collections.iaas.kvm.plugins.module_utils._migration import (
     memory_shortfall,
     missing_networks,
     passed_through_devices,
+    volume_disks_as_files,
 )
 from ansible_collections.iaas.kvm.plugins.module_utils._names import validate_name
 from ansible_collections.iaas.kvm.plugins.module_utils._storage import (
@@ -628,11 +629,19 @@ class MigrateManager(ModuleManager):
             persistent = parse_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
             detach_media(persistent)
             params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = to_xml(persistent)
-            if live:
-                running = parse_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE | libvirt.VIR_DOMAIN_XML_MIGRATABLE))
+        if live and (self.detached or targets):
+            # The running definition for the destination: libvirt's check that an incrementally
+            # copied disk exists there reads the path of a file disk only, so disks given as a
+            # pool's volume run there as the same file (the persistent definition keeps them).
+            running = parse_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE | libvirt.VIR_DOMAIN_XML_MIGRATABLE))
+            if self.detached:
                 detach_media(running)
-                params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = to_xml(running)
+            volume_disks_as_files(running, self.volume_path)
+            params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = to_xml(running)
         return params, targets
+
+    def volume_path(self, pool, volume):
+        return self.call("find the volume %s" % volume, get_pool(self.conn, pool).storageVolLookupByName, volume).path()
 
     def do_live(self, dom, dest_host):
         params, targets = self.migrate_params(dom, True)
