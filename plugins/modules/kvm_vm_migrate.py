@@ -355,6 +355,11 @@ class MigrateManager(ModuleManager):
             raise LibvirtModuleError(
                 "The VM %s is neither on this hypervisor (%s) nor on %s." % (self.name, src_host, dest_host)
             )
+        if there is not None and dom.isActive() and not there.isPersistent():
+            self.refuse(
+                "The destination %s holds a half-made copy of the VM %s from a migration that failed; its libvirtd "
+                "removes it shortly: run again then." % (dest_host, self.name)
+            )
         if there is not None:
             self.refuse(
                 "The VM %s is defined on both %s and %s; remove the copy that should not be there first."
@@ -373,7 +378,7 @@ class MigrateManager(ModuleManager):
             else:
                 self.do_offline(dom, dest_host)
         except (LibvirtModuleError, libvirt.libvirtError) as exc:
-            reason = str(exc) if isinstance(exc, LibvirtModuleError) else error_message(exc)
+            reason = (str(exc) if isinstance(exc, LibvirtModuleError) else error_message(exc)).rstrip(".")
             raise LibvirtModuleError(self.failed_midway(dom, reason, src_host)) from exc
         self.finish_source(dom)
         moved = None if self.check else lookup(self.dest.lookupByName, self.name)
@@ -645,7 +650,9 @@ class MigrateManager(ModuleManager):
 
     def do_live(self, dom, dest_host):
         params, targets = self.migrate_params(dom, True)
-        flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST
+        # Peer to peer: the source's libvirtd drives the migration over its own connection to the
+        # destination's, with keepalive, so a destination that dies ends the job at once.
+        flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_PEER2PEER
         if targets:
             full = any(d.role == "whole" for d in self.disks)
             flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK if full else libvirt.VIR_MIGRATE_NON_SHARED_INC
@@ -660,7 +667,7 @@ class MigrateManager(ModuleManager):
         watcher = Watcher(dom, self.params["timeout"], self.params["postcopy"])
         watcher.start()
         try:
-            dom.migrate3(self.dest, params, flags)
+            dom.migrateToURI3(self.params["dest_uri"], params, flags)
         finally:
             watcher.stop()
         if watcher.aborted:

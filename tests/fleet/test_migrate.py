@@ -124,7 +124,7 @@ def lab(fleet, fleet_conn, tmp_path_factory):
     )
     lab = Lab(fleet, fleet_conn, inventory, ssh_config)
     lab.guest(
-        "cat > /var/tmp/iaastest-writer.py && head -c 16M /dev/urandom > /var/tmp/iaastest-data && sync", stdin=WRITER
+        "pkill -f '^python3 /var/tmp/iaastest-writer'; rm -f /var/tmp/iaastest-seq; cat > /var/tmp/iaastest-writer.py && head -c 16M /dev/urandom > /var/tmp/iaastest-data && sync", stdin=WRITER
     )
     lab.guest(
         "nohup python3 /var/tmp/iaastest-writer.py iaastest-writer </dev/null >/dev/null 2>&1 & echo $! > /var/tmp/iaastest-seq.pid"
@@ -315,7 +315,7 @@ def test_destination_libvirtd_killed_midway(lab):
     fleet = lab.fleet
     before = lab.probe()
     lab.listing("before")
-    future = move_in_background(lab, "hv1", "hv2", bandwidth=4)
+    future = move_in_background(lab, "hv1", "hv2", bandwidth=8)
     stats = wait_for_transfer(lab, "hv1", least=4 * 1024 * 1024)
     fleet.console("hv2", "sh", "-c", "kill -KILL $(cat /run/libvirtd.pid)")
     print(
@@ -336,6 +336,11 @@ def test_destination_libvirtd_killed_midway(lab):
         lab.conn.reset("hv2")
         time.sleep(0.2)
     lab.listing("after the failure, hv2's libvirtd started again")
+    for _ in range(150):  # libvirtd ends the incoming QEMU it finds again when it starts
+        if lab.where() == {"hv1": "running"}:
+            break
+        time.sleep(0.2)
+    lab.listing("once hv2's libvirtd ended the incoming QEMU")
     assert lab.where() == {"hv1": "running"}
     assert_same_guest(before, lab.probe())
     rerun = live_move(lab, "hv1", "hv2")
