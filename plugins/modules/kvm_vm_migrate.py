@@ -668,12 +668,15 @@ class MigrateManager(ModuleManager):
         watcher.start()
         try:
             dom.migrateToURI3(self.params["dest_uri"], params, flags)
+        except libvirt.libvirtError as exc:
+            if watcher.aborted:
+                raise LibvirtModuleError(
+                    "the migration did not finish within %d seconds and was aborted (%s)"
+                    % (self.params["timeout"], error_message(exc).rstrip("."))
+                ) from exc
+            raise
         finally:
             watcher.stop()
-        if watcher.aborted:
-            raise LibvirtModuleError(
-                "the migration did not finish within %d seconds and was aborted" % self.params["timeout"]
-            )
         moved = lookup(self.dest.lookupByName, self.name)
         if moved is None or not moved.isActive():
             raise LibvirtModuleError("the VM does not run on %s after the migration" % dest_host)

@@ -124,7 +124,8 @@ def lab(fleet, fleet_conn, tmp_path_factory):
     )
     lab = Lab(fleet, fleet_conn, inventory, ssh_config)
     lab.guest(
-        "pkill -f '^python3 /var/tmp/iaastest-writer'; rm -f /var/tmp/iaastest-seq; cat > /var/tmp/iaastest-writer.py && head -c 16M /dev/urandom > /var/tmp/iaastest-data && sync", stdin=WRITER
+        "pkill -f '^python3 /var/tmp/iaastest-writer'; rm -f /var/tmp/iaastest-seq; cat > /var/tmp/iaastest-writer.py && head -c 16M /dev/urandom > /var/tmp/iaastest-data && sync",
+        stdin=WRITER,
     )
     lab.guest(
         "nohup python3 /var/tmp/iaastest-writer.py iaastest-writer </dev/null >/dev/null 2>&1 & echo $! > /var/tmp/iaastest-seq.pid"
@@ -348,38 +349,36 @@ def test_destination_libvirtd_killed_midway(lab):
     lab.listing("after the re-run")
 
 
-def test_migration_network_cut(lab):
+def test_migration_network_cut_and_timeout(lab):
+    """The migration network refuses the migration's connections midway (a firewall rule on
+    the destination; hv2's libvirtd still reaches hv1's over SSH): the job fails, the VM runs
+    on. Then a move capped at 1 MiB/s with a 5 s timeout is aborted by the module. Then a
+    re-run moves the VM."""
     fleet = lab.fleet
     assert lab.where() == {"hv2": "running"}
     before = lab.probe()
     lab.listing("before")
-    future = move_in_background(lab, "hv2", "hv1", bandwidth=4, timeout=15)
+    future = move_in_background(lab, "hv2", "hv1", bandwidth=8)
     wait_for_transfer(lab, "hv2", least=1024 * 1024)
-    cut = [
-        "iptables",
-        "-I",
-        "INPUT",
-        "-d",
-        fleet.address("hv1"),
-        "-s",
-        fleet.address("hv2"),
-        "-p",
-        "tcp",
-        "!",
-        "--dport",
-        "22",
-        "-j",
-        "DROP",
-    ]
-    fleet.console("hv1", *cut)
+    cut = ["INPUT", "-d", fleet.address("hv1"), "-s", fleet.address("hv2"), "-p", "tcp", "!", "--dport", "22"]
+    cut += ["-j", "REJECT", "--reject-with", "tcp-reset"]
+    fleet.console("hv1", "iptables", "-I", *cut)
     try:
         result, seconds = future.result(timeout=300)
     finally:
-        fleet.console("hv1", "iptables", "-D", *cut[2:], check=False)
+        fleet.console("hv1", "iptables", "-D", *cut, check=False)
     assert result.get("failed"), "the migration did not fail with its network cut"
-    print("failed after %.1f s: %s" % (seconds, result["msg"]))
+    print("network cut: failed after %.1f s: %s" % (seconds, result["msg"]))
     assert "did not move" in result["msg"] and "running on hv2" in result["msg"]
     lab.listing("after the cut (the network is back)")
+    assert lab.where() == {"hv2": "running"}
+    assert lab.volumes("hv1") == []
+
+    result, seconds = lab.migrate("hv2", "hv1", bandwidth=1, timeout=5)
+    assert result.get("failed"), "a migration at 1 MiB/s finished within 5 s"
+    print("timeout: failed after %.1f s: %s" % (seconds, result["msg"]))
+    assert "did not finish within 5 seconds and was aborted" in result["msg"]
+    lab.listing("after the timeout")
     assert lab.where() == {"hv2": "running"}
     assert lab.volumes("hv1") == []
     assert_same_guest(before, lab.probe())
