@@ -439,3 +439,68 @@ def test_stopped_linked_clone_moves_offline(lab):
     again, _ = lab.migrate("hv1", "hv3", name=OFFLINE)
     assert not again.get("failed"), again.get("msg")
     assert not again["changed"]
+
+
+GPU_VM_XML = (
+    """<domain type='qemu'><name>%s</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
+<os><type arch='x86_64'>hvm</type></os><devices>
+<hostdev mode='subsystem' type='pci' managed='yes'><source>
+<address domain='0x0000' bus='0x41' slot='0x00' function='0x0'/></source></hostdev>
+</devices></domain>"""
+    % GPU_VM
+)
+
+
+def changed_tasks(stdout):
+    """``[(task, host)]`` of the results a playbook run reported as changed."""
+    task, found = None, []
+    for line in stdout.splitlines():
+        if line.startswith("TASK ["):
+            task = line[6:].split("]")[0].split(" : ")[-1]
+        elif line.startswith("changed: ["):
+            found.append((task, line[10:].split("]")[0].split(" -> ")[0]))
+    return found
+
+
+def test_drain_moves_what_can_move_and_vms_yml_leaves_it_there(lab):
+    fleet = lab.fleet
+    assert lab.where() == {"hv1": "running"} and lab.where(DISKLESS) == {"hv1": "running"}
+    lab.conn("hv1").defineXML(GPU_VM_XML)  # a fake GPU: defined, never started
+    foreign = [d.name() for d in lab.conn("hv1").listAllDomains(0) if d.name() not in MINE]
+    assert not foreign, "hv1 holds VMs of others (%s): drain.yml would move them too" % foreign
+    before = lab.probe()
+    drain = fleet.playbook(DRAIN, extra_vars=dict(drain_host="hv1", drain_reason="iaastest kernel update"))
+    print("drain.yml -e drain_host=hv1: %.1f s, recap %s" % (drain.seconds, drain.recap.get("hv1")))
+    print("\n".join(line for line in drain.stdout.splitlines() if "VM " in line or "<-" in line))
+    assert drain.returncode == 0, drain.tail()
+    assert drain.ok("hv1") and drain.changed("hv1") == 2, drain.tail()  # the marker, the moves
+    assert "VM %s holds host devices (0000:41:00.0) and cannot move" % GPU_VM in drain.stdout
+    moved = {name: lab.where(name) for name in (GUEST, DISKLESS, GPU_VM)}
+    print("after drain.yml: %s" % moved)
+    assert moved[GPU_VM] == {"hv1": "defined"}
+    for name in (GUEST, DISKLESS):
+        ((host, state),) = moved[name].items()
+        assert host != "hv1" and state == "running", moved
+    assert fleet.ssh("hv1", "cat /var/lib/iaas-kvm/drained").stdout.strip() == "iaastest kernel update"
+    assert_same_guest(before, lab.probe())
+
+    again = fleet.playbook(VMS, inventories=[lab.inventory], extra_vars=dict(vms_file=""))
+    print(
+        "vms.yml after the drain: %.1f s, changed %s"
+        % (again.seconds, {h: c["changed"] for h, c in again.recap.items()})
+    )
+    assert again.returncode == 0, again.tail()
+    # Nothing is made or changed on any hypervisor; inside the guest only the motd, which
+    # names the guest's hypervisor, follows it.
+    changed = changed_tasks(again.stdout)
+    print("vms.yml after the drain changed: %s" % (changed or "nothing"))
+    assert all(task == "Say who manages this guest" and host == GUEST for task, host in changed), again.tail()
+    assert all(again.changed(h) == 0 for h in [*fleet.hosts, DISKLESS]), again.tail()
+    assert "is declared on hv1 and is on" in again.stdout
+    assert {name: lab.where(name) for name in (GUEST, DISKLESS, GPU_VM)} == moved
+
+    undrain = fleet.playbook(UNDRAIN, extra_vars=dict(drain_host="hv1"))
+    assert undrain.returncode == 0, undrain.tail()
+    assert undrain.changed("hv1") == 1, undrain.tail()
+    assert fleet.ssh("hv1", "test -e /var/lib/iaas-kvm/drained", check=False).returncode == 1
+    print("undrain.yml: %.1f s, recap %s" % (undrain.seconds, undrain.recap.get("hv1")))
