@@ -15,9 +15,9 @@ version_added: 0.1.0
 description:
   - Runs on the source hypervisor (O(uri)) and moves the VM O(name) to the
     hypervisor at O(dest_uri). A running (or paused) VM moves live, by libvirt's
-    native migration straight between the two QEMU processes: it keeps its
-    processes, uptime and network address. A stopped VM moves offline: its
-    definition and disks are copied.
+    native migration straight between the two QEMU processes, peer to peer (the
+    source's libvirtd drives it); it keeps its processes, uptime and network
+    address. A stopped VM moves offline; its definition and disks are copied.
   - "Disks are copied unless O(storage=shared). A linked clone (a qcow2 overlay on a
     base volume) copies only its overlay: the base must already exist on the
     destination at the same path (import the same image there first, e.g. with the
@@ -26,7 +26,7 @@ description:
     module copies the overlay file. A missing base is refused unless
     O(copy_full_chain=true), which copies the missing layers first."
   - Read-only media (the cloud-init seed and other cdroms) are not written by the
-    guest, so libvirt does not copy them: with O(readonly_media=copy) the module
+    guest, so libvirt does not copy them. With O(readonly_media=copy) the module
     copies each into the destination's pool of the same name (an identical file
     already there is used as it is); with O(readonly_media=detach) the VM arrives
     with those drives empty.

@@ -6,7 +6,7 @@ time and the downtime libvirt reports, and the memory and disk bytes sent.
     python tests/benchmarks/bench_migrate.py [--quick] [--runs 4]
 
 Full size (scripts/bench.sh migrate): a Debian guest with 1 GiB of memory is
-booted on hv1 (playbooks/vms.yml, the segment datacentre), 768 MiB of its memory
+booted on hv1 (playbooks/vms.yml, the segment datacentre), 400 MiB of its memory
 filled with random data (a file in /dev/shm), then moved hv1 -> hv2 -> hv1 ...
 with its overlay disk. --quick (the fleet stage): a diskless VM with 1 GiB of
 memory that no guest has touched (mostly zero pages, so a lower bound), moved
@@ -35,7 +35,8 @@ from tests.fleet.fleetlab import GUEST_NET, Fleet, FleetError, remove_vms, write
 NAME = "iaastest-bm-1g"
 MAC = "52:54:00:19:01:31"
 ADDRESS = "%s.131" % GUEST_NET
-FILL_MIB = 768
+# /dev/shm holds half of the guest's memory.
+FILL_MIB = 400
 
 
 def boot_guest(fleet, tmp):

@@ -106,16 +106,12 @@ def lab(fleet, fleet_conn, tmp_path_factory):
     SSH to the guest through hv3."""
     if fleet.size < 3:
         pytest.fail("the migration tests need a fleet of 3 hypervisors (scripts/lab.sh fleet start 3)", pytrace=False)
-    import os  # DEBUG
-
-    if not os.environ.get("DEBUGKEEP"):
-        clean(fleet, fleet_conn)
+    clean(fleet, fleet_conn)
     tmp = tmp_path_factory.mktemp("migrate")
     inventory = write_vm_inventory(tmp / "vms.yml", inventory_vms())
-    if not os.environ.get("DEBUGKEEP"):
-        run = fleet.playbook(VMS, inventories=[inventory], extra_vars=dict(vms_file=""))
-        print("vms.yml booted %s on hv1: %.1f s" % (GUEST, run.seconds))
-        assert run.returncode == 0, run.tail()
+    run = fleet.playbook(VMS, inventories=[inventory], extra_vars=dict(vms_file=""))
+    print("vms.yml booted %s on hv1: %.1f s" % (GUEST, run.seconds))
+    assert run.returncode == 0, run.tail()
     ssh_config = tmp / "ssh_config"
     ssh_config.write_text(
         "Host %s\n  HostName %s\n  User debian\n  IdentityFile %s\n  IdentitiesOnly yes\n"
@@ -124,7 +120,7 @@ def lab(fleet, fleet_conn, tmp_path_factory):
     )
     lab = Lab(fleet, fleet_conn, inventory, ssh_config)
     lab.guest(
-        "pkill -f '^python3 /var/tmp/iaastest-writer'; rm -f /var/tmp/iaastest-seq; cat > /var/tmp/iaastest-writer.py && head -c 16M /dev/urandom > /var/tmp/iaastest-data && sync",
+        "cat > /var/tmp/iaastest-writer.py && head -c 16M /dev/urandom > /var/tmp/iaastest-data && sync",
         stdin=WRITER,
     )
     lab.guest(
@@ -132,8 +128,7 @@ def lab(fleet, fleet_conn, tmp_path_factory):
     )
     time.sleep(1)
     yield lab
-    if not os.environ.get("DEBUGKEEP"):
-        clean(fleet, fleet_conn)
+    clean(fleet, fleet_conn)
 
 
 class Lab:
