@@ -83,7 +83,7 @@ def boot_guest(fleet, tmp):
 
 
 def define_diskless(fleet):
-    result, _ = fleet.module(
+    result, _seconds = fleet.module(
         "hv1", "iaas.kvm.kvm_vm", dict(name=NAME, state="running", domain_type="qemu", vcpus=1, memory=1024)
     )
     if result.get("failed"):
@@ -119,7 +119,7 @@ def main():
             for run in range(runs):
                 source, dest = hosts[run % 2], hosts[(run + 1) % 2]
                 started = time.monotonic()
-                result, _ = fleet.module(
+                result, _seconds = fleet.module(
                     source,
                     "iaas.kvm.kvm_vm_migrate",
                     dict(

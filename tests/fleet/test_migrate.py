@@ -206,11 +206,11 @@ def sequence(text):
     """The numbers the writer wrote, checked to be 1..N without a gap; ``(N, the longest pause
     between two writes in seconds)``."""
     rows = [line.split() for line in text.splitlines() if line.strip()]
-    numbers = [int(n) for n, _t in rows]
+    numbers = [int(n) for n, _stamp in rows]
     assert numbers == list(range(1, len(numbers) + 1)), (
         "numbers missing or out of order: %s" % [(a, b) for a, b in zip(numbers, numbers[1:]) if b != a + 1][:5]
     )
-    stamps = [float(t) for _n, t in rows]
+    stamps = [float(t) for _number, t in rows]
     return len(numbers), max((b - a for a, b in zip(stamps, stamps[1:])), default=0.0)
 
 
@@ -219,7 +219,7 @@ def assert_same_guest(before, after):
     assert after["boot_id"] == before["boot_id"], "the guest booted again"
     assert after["uptime"] > before["uptime"], (before["uptime"], after["uptime"])
     assert after["data"] == before["data"], "the data written before the move changed"
-    count_before, _ = sequence(before["seq"])
+    count_before, _seconds = sequence(before["seq"])
     count_after, pause = sequence(after["seq"])
     assert after["seq"].startswith(before["seq"]), "the numbers written before the move changed"
     assert count_after > count_before
@@ -275,12 +275,12 @@ def live_move(lab, source, dest):
 
 def test_live_migration_keeps_the_guest_running(lab):
     assert lab.where() == {"hv1": "running"}
-    check, _ = lab.migrate("hv1", "hv2", check=True)
+    check, _seconds = lab.migrate("hv1", "hv2", check=True)
     assert not check.get("failed"), check.get("msg")
     assert check["changed"] and check["mode"] == "live"
     assert lab.where() == {"hv1": "running"} and lab.volumes("hv2") == []
     live_move(lab, "hv1", "hv2")
-    again, _ = lab.migrate("hv1", "hv2")
+    again, _seconds = lab.migrate("hv1", "hv2")
     assert not again.get("failed"), again.get("msg")
     assert not again["changed"]
     live_move(lab, "hv2", "hv1")
@@ -296,7 +296,7 @@ def move_in_background(lab, source, dest, **options):
 def wait_for_transfer(lab, source, least=1):
     """Wait until the running migration job on ``source`` has sent ``least`` bytes."""
     dom = lab.conn(source).lookupByName(GUEST)
-    for _ in range(200):
+    for _attempt in range(200):
         stats = dom.jobStats(0)
         if (
             stats.get("type", 0) != libvirt.VIR_DOMAIN_JOB_NONE
@@ -325,14 +325,14 @@ def test_destination_libvirtd_killed_midway(lab):
     assert lookup(lab.conn("hv1"), GUEST).isActive()
     fleet.ssh("hv2", "rm -f /run/libvirtd.pid; libvirtd -d -p /run/libvirtd.pid")
     lab.conn.reset("hv2")
-    for _ in range(100):
+    for _attempt in range(100):
         with contextlib.suppress(libvirt.libvirtError):
             lab.conn("hv2").getHostname()
             break
         lab.conn.reset("hv2")
         time.sleep(0.2)
     lab.listing("after the failure, hv2's libvirtd started again")
-    for _ in range(150):  # libvirtd ends the incoming QEMU it finds again when it starts
+    for _attempt in range(150):  # libvirtd ends the incoming QEMU it finds again when it starts
         if lab.where() == {"hv1": "running"}:
             break
         time.sleep(0.2)
@@ -409,7 +409,7 @@ def test_stopped_linked_clone_moves_offline(lab):
             ),
         ),
     ):
-        made, _ = fleet.module("hv1", module, args)
+        made, _seconds = fleet.module("hv1", module, args)
         assert not made.get("failed"), made.get("msg")
     lab.listing("before", OFFLINE)
     result, seconds = lab.migrate("hv1", "hv3", name=OFFLINE)
@@ -431,7 +431,7 @@ def test_stopped_linked_clone_moves_offline(lab):
     assert result["bytes_copied"] == volumes["overlay"]["size"] + volumes["media"]["size"]
     vol = lab.conn("hv3").storagePoolLookupByName("default").storageVolLookupByName(OFFLINE + ".qcow2")
     assert "/var/lib/libvirt/images/debian-12-lab.qcow2" in vol.XMLDesc(0)  # the backing chain is intact
-    again, _ = lab.migrate("hv1", "hv3", name=OFFLINE)
+    again, _seconds = lab.migrate("hv1", "hv3", name=OFFLINE)
     assert not again.get("failed"), again.get("msg")
     assert not again["changed"]
 
