@@ -120,6 +120,8 @@ options:
         the destination at once and fetches the rest of its memory from there. It
         finishes for any guest, but if the network fails during post-copy the VM is
         lost; it cannot be aborted by O(timeout) then.
+      - QEMU needs userfaultfd on the destination for it; where it has none (as in
+        the project's lab), the migration fails at its start and the VM stays.
     type: bool
     default: false
   remove_source_volumes:
@@ -437,9 +439,9 @@ class MigrateManager(ModuleManager):
                 continue  # an empty drive
             readonly = disk.get("device") == "cdrom" or disk.find("./readonly") is not None
             target = disk.find("./target").get("dev") if disk.find("./target") is not None else None
-            path, src_vol = self.source_volume(disk, source)
             if readonly and self.params["readonly_media"] == "detach":
                 continue
+            path, src_vol = self.source_volume(disk, source)
             if self.params["storage"] == "shared" or disk.find("./shareable") is not None:
                 if lookup(self.dest.storageVolLookupByPath, path) is None:
                     self.refuse(
@@ -634,6 +636,9 @@ class MigrateManager(ModuleManager):
             persistent = parse_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
             detach_media(persistent)
             params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = to_xml(persistent)
+            if not live:
+                # An offline migration defines what its Begin phase was given.
+                params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = to_xml(persistent)
         if live and (self.detached or targets):
             # The running definition for the destination: libvirt's check that an incrementally
             # copied disk exists there reads the path of a file disk only, so disks given as a

@@ -13,7 +13,7 @@ the base image: only the overlay is sent (libvirt's job statistics against the
 overlay's and the base's sizes). Then the faults: the destination's libvirtd
 killed midway, and the migration network cut (the job aborted by the module's
 timeout); each time the VM runs on where it was, the state is listed before and
-after, and a re-run moves it. A stopped linked clone moves offline. Last,
+after, and a re-run moves it. A stopped linked clone moves offline (and back with its seed detached). Last,
 drain.yml empties hv1 (the guest, a diskless VM, and a VM with a GPU that must
 stay and be reported), vms.yml then changes nothing, undrain.yml clears the
 marker.
@@ -434,6 +434,16 @@ def test_stopped_linked_clone_moves_offline(lab):
     again, _seconds = lab.migrate("hv1", "hv3", name=OFFLINE)
     assert not again.get("failed"), again.get("msg")
     assert not again["changed"]
+    # Back to hv1 without its seed: the drive arrives empty, the seed stays on hv3.
+    back, _seconds = lab.migrate("hv3", "hv1", name=OFFLINE, readonly_media="detach")
+    assert not back.get("failed"), back.get("msg")
+    assert back["changed"] and back["bytes_copied"] == volumes["overlay"]["size"]
+    cdrom = lab.conn("hv1").lookupByName(OFFLINE).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    cdrom = cdrom[cdrom.index("device='cdrom'") :].split("</disk>")[0]
+    assert "<source" not in cdrom, cdrom
+    assert lab.volumes("hv1", OFFLINE) == [OFFLINE + ".qcow2"]
+    assert lab.volumes("hv3", OFFLINE) == [OFFLINE + "-seed.iso"]
+    lab.listing("after the move back with readonly_media=detach", OFFLINE)
 
 
 GPU_VM_XML = (
