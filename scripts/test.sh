@@ -136,7 +136,8 @@ stage_fleet() {
   # One fleet boot for every fleet test: four simulated hypervisors (the
   # benchmark spreads VMs over 1, 2 and 4; the tests use the first three),
   # playbooks/site.yml over SSH, the tests in tests/fleet, the Molecule
-  # scenario fleet and the quick fan-out benchmark; then the fleet is removed.
+  # scenario fleet and the quick fan-out and migration benchmarks; then the
+  # fleet is removed.
   local lab="$repo/scripts/lab.sh" rc=0 started
   started=$(date +%s.%N)
   "$lab" fleet start 4 || { "$lab" fleet clean; return 1; }
@@ -149,6 +150,7 @@ stage_fleet() {
     molecule_collections
     (cd extensions && ANSIBLE_COLLECTIONS_PATH="$work/collections" molecule test -s fleet) || rc=1
     python tests/benchmarks/bench_fleet.py --quick || rc=1
+    python tests/benchmarks/bench_migrate.py --quick || rc=1
   fi
   "$lab" fleet clean || rc=1
   return $rc

@@ -227,6 +227,30 @@ def download_stream(conn, vol, consume, length=0):
         raise
 
 
+def copy_volume_content(src_conn, src_vol, dest_conn, dest_vol):
+    """Copy the bytes of ``src_vol`` (the file as it is: a qcow2 overlay stays an overlay)
+    into ``dest_vol`` of another hypervisor, through both streams; return the bytes copied.
+    ``dest_vol`` should be empty (a raw volume of size 0): upload writes over, not after."""
+    upload = dest_conn.newStream(0)
+    dest_vol.upload(upload, 0, 0, 0)
+    copied = [0]
+
+    def send(chunk):
+        sent = 0
+        while sent < len(chunk):
+            sent += upload.send(chunk[sent:])
+        copied[0] += len(chunk)
+
+    try:
+        download_stream(src_conn, src_vol, send)
+        upload.finish()
+    except BaseException:
+        with contextlib.suppress(libvirt.libvirtError):
+            upload.abort()
+        raise
+    return copied[0]
+
+
 def download_bytes(conn, vol, limit=64 * 1024 * 1024):
     """Read a (small) volume's content through virStorageVolDownload."""
     length = vol.info()[1]
@@ -452,6 +476,8 @@ def volume_details(conn, vol):
 IMPORT_RECORD_SUFFIX = ".iaas-import.json"
 IMPORT_RECORD_LIMIT = 64 * 1024
 WRITING_SUFFIX = ".iaas-writing"
+# The record of a VM moving in (kvm_vm_migrate): the volumes made for it on the destination.
+MIGRATING_SUFFIX = ".iaas-migrating"
 
 
 def import_record_name(name):
@@ -459,8 +485,8 @@ def import_record_name(name):
 
 
 def is_bookkeeping_volume(name):
-    """True for an import record or a writing marker (listings hide them)."""
-    return name.endswith((IMPORT_RECORD_SUFFIX, WRITING_SUFFIX))
+    """True for an import record, a writing marker or a migration record (listings hide them)."""
+    return name.endswith((IMPORT_RECORD_SUFFIX, WRITING_SUFFIX, MIGRATING_SUFFIX))
 
 
 def read_import_record(conn, pool, name):

@@ -250,6 +250,40 @@ class Fleet:
         seconds = time.monotonic() - started
         return PlaybookRun(command, proc.returncode, proc.stdout, proc.stderr, seconds, parse_recap(proc.stdout))
 
+    def module(self, host, module, args, check=False, diff=False, timeout=900):
+        """Run one module of the collection on ``host`` (an ad-hoc ``ansible`` run with the fleet's
+        inventory); return ``(result, seconds)``, the module's result as a dict."""
+        command = [str(VENV_BIN / "ansible"), "-i", str(self.inventory), host, "-m", module, "-a", json.dumps(args)]
+        if check:
+            command.append("--check")
+        if diff:
+            command.append("--diff")
+        run_env = dict(os.environ)
+        run_env.update(
+            ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+            ANSIBLE_NOCOLOR="1",
+            # "hv1 | CHANGED => {...}": the result as one JSON document.
+            ANSIBLE_STDOUT_CALLBACK="default",
+            ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+            PATH="%s:%s" % (VENV_BIN, run_env.get("PATH", "")),
+        )
+        started = time.monotonic()
+        proc = subprocess.run(
+            command, capture_output=True, text=True, cwd=str(REPO), env=run_env, timeout=timeout, check=False
+        )
+        seconds = time.monotonic() - started
+        try:
+            start = proc.stdout.index(host + " | ")
+            result, _end = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{", start) :])
+            # "hv1 | FAILED! => {...}": the JSON itself does not always say so.
+            if proc.stdout[start:].split("=>", 1)[0].split("|", 1)[1].strip().startswith(("FAILED", "UNREACHABLE")):
+                result["failed"] = True
+            return result, seconds
+        except ValueError as exc:
+            raise AssertionError(
+                "ansible %s -m %s printed no result: %s\n%s" % (host, module, proc.stdout[-3000:], proc.stderr[-2000:])
+            ) from exc
+
 
 def remove_vms(conn, names, network=None, pool="default"):
     """Remove the test VMs ``names`` from a host: domains, their disk and seed volumes, and
@@ -265,7 +299,7 @@ def remove_vms(conn, names, network=None, pool="default"):
         storage = conn.storagePoolLookupByName(pool)
         storage.refresh(0)
         for name in names:
-            for volume in (name + ".qcow2", name + "-seed.iso"):
+            for volume in (name + ".qcow2", name + "-seed.iso", name + ".iaas-migrating"):
                 with contextlib.suppress(libvirt.libvirtError):
                     storage.storageVolLookupByName(volume).delete(0)
     if network is None:
