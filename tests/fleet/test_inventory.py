@@ -28,6 +28,7 @@ import subprocess
 import pytest
 import yaml
 
+from tests.ansible_cli import unwrap
 from tests.fleet.fleetlab import REPO, VENV_BIN, remove_vms
 
 pytestmark = [pytest.mark.fleet]
@@ -93,17 +94,6 @@ def guests(fleet, fleet_conn, vm_inventory):
     remove_vms(fleet_conn(GPU_HOST), [GPU_VM])
 
 
-def plain(value):
-    """ansible-inventory's JSON with its trust markers ({"__ansible_unsafe": value}) taken off."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return plain(value["__ansible_unsafe"])
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    return value
-
-
 def inventory_file(fleet, tmp_path):
     """fleet.kvm_vms.yml: every hypervisor over qemu+ssh:// plus one that does not answer."""
     ssh = tmp_path / "ssh"
@@ -137,7 +127,7 @@ def test_guests_with_one_address_on_two_hypervisors_are_each_reached_through_the
     assert listed.returncode == 0, listed.stderr
     # The hypervisor that does not answer is named in a warning; the others are listed.
     assert "hv9" in listed.stderr and NOBODY in listed.stderr, listed.stderr
-    inventory = plain(json.loads(listed.stdout))
+    inventory = unwrap(json.loads(listed.stdout))
     hostvars = inventory["_meta"]["hostvars"]
     for name, host in GUESTS.items():
         assert hostvars[name]["ansible_host"] == SHARED_IP, hostvars[name]
