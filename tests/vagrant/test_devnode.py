@@ -128,6 +128,22 @@ def owned_objects(conn):
     return sorted(found)
 
 
+def node_report(env):
+    """For a failed provision: the state of libvirtd's units in the node and their journal."""
+    report = run(
+        [
+            DEVNODE,
+            "ssh",
+            "-c",
+            "sudo systemctl status --no-pager --lines=0 libvirtd.service libvirtd.socket virtlogd.socket; "
+            "sudo journalctl -b --no-pager -n 60 -u libvirtd.service -u libvirtd.socket",
+        ],
+        env,
+        echo=False,
+    )
+    return "\n[devnode] libvirtd in the node (ssh rc %d):\n%s" % (report.rc, report.text[-4000:])
+
+
 def print_slowest(title, run_result, after=0.0, count=6):
     spans = run_result.task_times(after)
     total = sum(secs for secs, _name in spans)
@@ -191,7 +207,7 @@ def test_dev_node_up_provision_twice_and_destroy(node_env, conn, tmp_path):  # n
     steps.add("box (%s)" % ("cached" if " is built " in box.text else "built"), box.seconds)
 
     up = run([DEVNODE, "up"], node_env)
-    assert up.rc == 0, up.text[-3000:]
+    assert up.rc == 0, up.text[-3000:] + node_report(node_env)
     provision_start = up.seconds_at("Running provisioner: ansible")
     assert provision_start is not None, "vagrant up ran no Ansible provisioner:\n" + up.text[-3000:]
     booting = up.seconds_at("Starting domain.")
@@ -223,7 +239,7 @@ def test_dev_node_up_provision_twice_and_destroy(node_env, conn, tmp_path):  # n
     assert idle.text.strip().splitlines()[-1] == "inactive", idle.text
 
     second_run = run([DEVNODE, "provision"], node_env)
-    assert second_run.rc == 0, second_run.text[-3000:]
+    assert second_run.rc == 0, second_run.text[-3000:] + node_report(node_env)
     steps.add("second provision", second_run.seconds)
     print_slowest("second provision", second_run)
     second = second_run.recap()
