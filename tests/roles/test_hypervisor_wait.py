@@ -11,6 +11,7 @@ nothing answers within hypervisor_libvirtd_timeout."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import sys
@@ -75,10 +76,8 @@ def pipe(source, target):
         pass
     finally:
         for end in (source, target):
-            try:
+            with contextlib.suppress(OSError):
                 end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def wait(tmp_path, sock, total, attempt):
