@@ -247,6 +247,13 @@ MUTATIONS = [
         "      check_mode: true\n      failed_when: false\n      when: >-\n",
         ["tests/roles/test_gpu_host.py", "-k", "refused"],
     ),
+    Mutation(
+        "libvirtd-wait-without-an-attempt-limit",
+        "roles/hypervisor/tasks/wait_libvirtd.yml",
+        'out=$(timeout --kill-after=2 "$limit" virsh ',
+        "out=$(virsh ",
+        ["tests/roles/test_hypervisor_wait.py", "-k", "never_answers"],
+    ),
 ]
 
 
